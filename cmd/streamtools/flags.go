@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/streamtools/streamtools/internal/kafkautil"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// env returns the environment variable of a flag: --topic-prefix is
+// STREAMTOOLS_TOPIC_PREFIX.
+func env(flag string) cli.ValueSourceChain {
+	return cli.EnvVars("STREAMTOOLS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_")))
+}
+
+// Flags shared by several commands. Each command lists the ones it uses.
+var (
+	flagBrokers = &cli.StringFlag{Name: "brokers", Value: "127.0.0.1:9092", Sources: env("brokers"),
+		Usage: "Kafka bootstrap brokers, comma separated"}
+	flagTopicPrefix = &cli.StringFlag{Name: "topic-prefix", Value: schemas.DefaultPrefix, Sources: env("topic-prefix"),
+		Usage: "prefix of every topic and consumer group name"}
+	flagGeneration = &cli.IntFlag{Name: "generation", Value: 1, Sources: env("generation"),
+		Usage: "processor generation: bump it to rebuild every table from the start of the postbacks topic (see README, Replay)"}
+	flagPartitions = &cli.IntFlag{Name: "partitions", Value: schemas.DefaultPartitions, Sources: env("partitions"),
+		Usage: "partitions of the topics StreamTools creates (never change it for an existing postbacks topic)"}
+	flagDataDir = &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+		Usage: "where the embedded broker (and dev's Postgres) keep their data across restarts"}
+	flagDatabaseURL = &cli.StringFlag{Name: "database-url", Sources: env("database-url"),
+		Usage: "PostgreSQL connection string, e.g. postgres://user:pass@host:5432/streamtools"}
+	flagLogLevel = &cli.StringFlag{Name: "log-level", Value: "info", Sources: env("log-level"),
+		Usage: "debug, info, warn or error"}
+	flagLogFormat = &cli.StringFlag{Name: "log-format", Value: "text", Sources: env("log-format"),
+		Usage: "text or json"}
+)
+
+// kafkaFlags are the flags of every command that talks to Kafka.
+func kafkaFlags() []cli.Flag {
+	return []cli.Flag{flagBrokers, flagTopicPrefix, flagGeneration, flagPartitions}
+}
+
+func logFlags() []cli.Flag { return []cli.Flag{flagLogLevel, flagLogFormat} }
+
+func namesFrom(cmd *cli.Command) (schemas.Names, error) {
+	n := schemas.Names{Prefix: cmd.String("topic-prefix"), Generation: cmd.Int("generation")}
+	return n, n.Validate()
+}
+
+func brokersFrom(cmd *cli.Command) []string { return kafkautil.SplitBrokers(cmd.String("brokers")) }
+
+func loggerFrom(cmd *cli.Command) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", cmd.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cmd.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", cmd.String("log-format"))
+	}
+}

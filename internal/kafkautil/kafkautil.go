@@ -1,0 +1,98 @@
+// Package kafkautil is the shared Kafka plumbing of StreamTools: the
+// sarama-compatible partitioner every producer that feeds goka must use, and
+// creation of the topics StreamTools owns. It holds no names: those live in
+// package schemas.
+package kafkautil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Partitioner hashes keys exactly like sarama (FNV-1a 32), which goka uses
+// for its table changelogs. A franz-go producer feeding goka with its default
+// murmur2 partitioner would put keys on other partitions than goka's tables,
+// and counts would double after a restart.
+func Partitioner() kgo.Partitioner {
+	return kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(func(b []byte) uint32 {
+		h := fnv.New32a()
+		h.Write(b)
+		return h.Sum32()
+	}))
+}
+
+// PartitionFor returns the partition of key among n partitions, as
+// Partitioner would choose it.
+func PartitionFor(key []byte, n int32) int32 {
+	h := fnv.New32a()
+	h.Write(key)
+	p := int32(h.Sum32()) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
+}
+
+// SplitBrokers turns "a:9092, b:9092" into a list.
+func SplitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// TopicSpec describes a topic StreamTools creates.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Configs    map[string]*string
+}
+
+func ptr(s string) *string { return &s }
+
+// CoreTopics are the topics the edge and the processors need before they
+// start (goka creates only its own table and loop topics).
+func CoreTopics(n schemas.Names, partitions int32) []TopicSpec {
+	if partitions <= 0 {
+		partitions = schemas.DefaultPartitions
+	}
+	compact := map[string]*string{"cleanup.policy": ptr("compact")}
+	return []TopicSpec{
+		{Name: n.Postbacks(), Partitions: partitions},
+		{Name: n.Events(), Partitions: partitions},
+		{Name: n.EventsByCampaign(), Partitions: partitions},
+		{Name: n.EventsByDay(), Partitions: partitions},
+		{Name: n.DeadLetter(), Partitions: 1},
+		{Name: n.Customers(), Partitions: 1, Configs: compact},
+		{Name: n.AccessKeys(), Partitions: 1, Configs: compact},
+		{Name: n.Salts(), Partitions: 1, Configs: compact},
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet, with replication
+// factor -1 (the broker's default). Existing topics are left as they are.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec) error {
+	adm := kadm.NewClient(cl)
+	for _, s := range specs {
+		resp, err := adm.CreateTopic(ctx, s.Partitions, -1, s.Configs, s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafkautil: creating topic %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}

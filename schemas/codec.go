@@ -1,0 +1,44 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Codec is a JSON codec for one record type. It satisfies goka.Codec:
+// Encode accepts a T or a *T, Decode returns a *T.
+type Codec[T any] struct{}
+
+// Encode marshals a T or *T.
+func (Codec[T]) Encode(value any) ([]byte, error) {
+	switch v := value.(type) {
+	case T:
+		return json.Marshal(&v)
+	case *T:
+		return json.Marshal(v)
+	default:
+		var zero T
+		return nil, fmt.Errorf("schemas: encoding %T with the %T codec", value, zero)
+	}
+}
+
+// Decode unmarshals into a new *T.
+func (Codec[T]) Decode(data []byte) (any, error) {
+	v := new(T)
+	if err := json.Unmarshal(data, v); err != nil {
+		var zero T
+		return nil, fmt.Errorf("schemas: decoding %T: %w", zero, err)
+	}
+	return v, nil
+}
+
+// Codecs of every record type, for goka edges and plain consumers alike.
+var (
+	PostbackCodec   Codec[Postback]
+	EventCodec      Codec[Event]
+	StatsCodec      Codec[Stats]
+	CustomerCodec   Codec[Customer]
+	AccessKeyCodec  Codec[AccessKey]
+	SaltCodec       Codec[Salt]
+	DeadLetterCodec Codec[DeadLetter]
+)
