@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/urfave/cli/v3"
+
+	"github.com/streamtools/streamtools/internal/kafkautil"
+	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// tenantSession is a registry caught up with the tenant topics plus a
+// producer, for the operator commands below.
+type tenantSession struct {
+	reg   *tenant.Registry
+	cl    *kgo.Client
+	names schemas.Names
+	stop  context.CancelFunc
+}
+
+func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) {
+	names, err := namesFrom(cmd)
+	if err != nil {
+		return nil, err
+	}
+	brokers := brokersFrom(cmd)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kafkautil.Partitioner()))
+	if err != nil {
+		return nil, fmt.Errorf("creating kafka client: %w", err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := kafkautil.EnsureTopics(tctx, cl, kafkautil.CoreTopics(names, int32(cmd.Int("partitions")))); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("reaching the brokers %v (is `streamtools broker` or dev running?): %w", brokers, err)
+	}
+	reg, err := tenant.NewRegistry(brokers, names, nil)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	go reg.Run(rctx)
+	select {
+	case <-reg.Ready():
+	case <-tctx.Done():
+		stop()
+		cl.Close()
+		return nil, fmt.Errorf("reading the tenant topics: %w", tctx.Err())
+	}
+	return &tenantSession{reg: reg, cl: cl, names: names, stop: stop}, nil
+}
+
+func (s *tenantSession) Close() { s.stop(); s.cl.Close() }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func init() {
+	flagCustomer := &cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code"}
+	register(&cli.Command{
+		Name:  "customers",
+		Usage: "create, change and list customers (brands) and their products; running components pick changes up live",
+		Commands: []*cli.Command{
+			{
+				Name:  "set",
+				Usage: "create a customer, or change the given settings of an existing one",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "code", Required: true, Usage: "customer code, as in the widget URL (e.g. acme)"},
+					&cli.StringFlag{Name: "name", Usage: "display name"},
+					&cli.StringFlag{Name: "timezone", Usage: "IANA time zone that defines \"the same day\" (default UTC for a new customer)"},
+					&cli.BoolFlag{Name: "anticheat", Usage: "filter the same visitor doing the same action twice on one day (--anticheat=false to turn off)"},
+					&cli.IntFlag{Name: "rate-limit", Usage: "postbacks per second per access key; 0 = the edge's default"},
+				}, kafkaFlags()...),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					c := schemas.Customer{Code: cmd.String("code"), TimeZone: "UTC"}
+					if t, ok := s.reg.Customer(c.Code); ok {
+						c = t.Customer
+					}
+					if cmd.IsSet("name") {
+						c.Name = cmd.String("name")
+					}
+					if cmd.IsSet("timezone") {
+						c.TimeZone = cmd.String("timezone")
+					}
+					if cmd.IsSet("anticheat") {
+						c.AntiCheat = cmd.Bool("anticheat")
+					}
+					if cmd.IsSet("rate-limit") {
+						c.RateLimit = cmd.Int("rate-limit")
+					}
+					if err := tenant.PutCustomer(ctx, s.cl, s.names, c); err != nil {
+						return err
+					}
+					fmt.Printf("customer %s saved (timezone %s, anticheat %v)\n", c.Code, c.TimeZone, c.AntiCheat)
+					return nil
+				},
+			},
+			{
+				Name:  "product",
+				Usage: "create or change a product (widget code) of a customer and its widget settings",
+				Flags: append([]cli.Flag{
+					flagCustomer,
+					&cli.StringFlag{Name: "code", Required: true, Usage: "product (widget) code"},
+					&cli.StringFlag{Name: "title", Usage: "widget title"},
+					&cli.StringFlag{Name: "event-types", Usage: "event types the widget counts, comma separated (empty = all)"},
+					&cli.IntFlag{Name: "goal", Usage: "widget goal"},
+					&cli.BoolFlag{Name: "delete", Usage: "remove the product instead"},
+				}, kafkaFlags()...),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					t, ok := s.reg.Customer(cmd.String("customer"))
+					if !ok {
+						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", cmd.String("customer"), cmd.String("customer"))
+					}
+					c := t.Customer
+					products := map[string]schemas.Product{}
+					for k, v := range c.Products {
+						products[k] = v
+					}
+					code := cmd.String("code")
+					if cmd.Bool("delete") {
+						delete(products, code)
+					} else {
+						p := products[code]
+						p.Code = code
+						if cmd.IsSet("title") {
+							p.Title = cmd.String("title")
+						}
+						if cmd.IsSet("event-types") {
+							p.EventTypes = splitList(cmd.String("event-types"))
+						}
+						if cmd.IsSet("goal") {
+							p.Goal = int64(cmd.Int("goal"))
+						}
+						products[code] = p
+					}
+					c.Products = products
+					if err := tenant.PutCustomer(ctx, s.cl, s.names, c); err != nil {
+						return err
+					}
+					fmt.Printf("customer %s: %d product(s)\n", c.Code, len(products))
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list customers and their products",
+				Flags: kafkaFlags(),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					cs := s.reg.Customers()
+					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
+					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "CODE\tNAME\tTIMEZONE\tANTICHEAT\tRATE LIMIT\tPRODUCTS")
+					for _, c := range cs {
+						var ps []string
+						for code := range c.Products {
+							ps = append(ps, code)
+						}
+						sort.Strings(ps)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%d\t%s\n", c.Code, c.Name, c.TimeZone, c.AntiCheat, c.RateLimit, strings.Join(ps, ","))
+					}
+					return w.Flush()
+				},
+			},
+		},
+	})
+
+	register(&cli.Command{
+		Name:  "keys",
+		Usage: "create, revoke and list postback access keys; running edges pick changes up live",
+		Commands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
+				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, kafkaFlags()...),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					code := cmd.String("customer")
+					if _, ok := s.reg.Customer(code); !ok {
+						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", code, code)
+					}
+					key, rec, err := tenant.CreateKey(ctx, s.cl, s.names, code, cmd.String("label"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(os.Stderr, "access key for %s (id %s); store it now, it is not shown again:\n", code, rec.Hash[:12])
+					fmt.Println(key)
+					return nil
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a key, given the key itself or the id (hash prefix) that `keys list` shows",
+				ArgsUsage: "<key or id>",
+				Flags:     kafkaFlags(),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					arg := cmd.Args().First()
+					if arg == "" {
+						return fmt.Errorf("give the key or its id (from `streamtools keys list`) as the argument")
+					}
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					rec, err := findKey(s.reg.Keys(), arg)
+					if err != nil {
+						return err
+					}
+					if err := tenant.RevokeKey(ctx, s.cl, s.names, rec); err != nil {
+						return err
+					}
+					fmt.Printf("key %s of %s revoked\n", rec.Hash[:12], rec.CustomerCode)
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list keys (ids only; keys themselves are never stored)",
+				Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's keys"}}, kafkaFlags()...),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					s, err := openTenants(ctx, cmd)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					ks := s.reg.Keys()
+					sort.Slice(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
+					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "ID\tCUSTOMER\tLABEL\tCREATED\tREVOKED")
+					for _, k := range ks {
+						if c := cmd.String("customer"); c != "" && k.CustomerCode != c {
+							continue
+						}
+						revoked := ""
+						if k.RevokedAt != nil {
+							revoked = k.RevokedAt.Format(time.RFC3339)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.Hash[:12], k.CustomerCode, k.Label, k.CreatedAt.Format(time.RFC3339), revoked)
+					}
+					return w.Flush()
+				},
+			},
+		},
+	})
+}
+
+// findKey finds a key record by the key itself or by a hash prefix of at
+// least 8 characters.
+func findKey(keys []schemas.AccessKey, arg string) (schemas.AccessKey, error) {
+	h := tenant.HashKey(arg)
+	var found []schemas.AccessKey
+	for _, k := range keys {
+		if k.Hash == h || (len(arg) >= 8 && strings.HasPrefix(k.Hash, arg)) {
+			found = append(found, k)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return schemas.AccessKey{}, fmt.Errorf("no key matches %q: give the key or an id of 8+ characters from `streamtools keys list`", arg)
+	case 1:
+		return found[0], nil
+	default:
+		return schemas.AccessKey{}, tenant.ErrAmbiguousKey
+	}
+}
