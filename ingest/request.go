@@ -1,0 +1,212 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Request is one postback as the sender gave it: the fields of the seed
+// document's body, the same as form fields or GET query parameters.
+type Request struct {
+	InfluencerID string `json:"influencer_id"`
+	Product      string `json:"product"`
+	EventType    string `json:"event_type"`
+	EventName    string `json:"event_name"`
+	Campaign     string `json:"campaign"`
+	Medium       string `json:"medium"`
+	Source       string `json:"source"`
+	IP           string `json:"ip"`
+	Country      string `json:"country"`
+	UserAgent    string `json:"user_agent"`
+	EventID      string `json:"event_id"`
+}
+
+// FieldError is a request error that names the field at fault; the edge
+// answers it with 400 {"error": Msg, "field": Field}.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Length bounds of the fields, in bytes after trimming surrounding
+// whitespace. They are mirrored in schemas/postback_request.schema.json.
+const (
+	MaxInfluencerID = 128
+	MaxProduct      = 64
+	MaxEventType    = 64
+	MaxEventName    = 128
+	MaxCampaign     = 128
+	MaxMedium       = 64
+	MaxSource       = 64
+	MaxIP           = 45 // the longest textual IPv6 address
+	MaxUserAgent    = 1024
+	MaxEventID      = 128
+)
+
+// field describes one request field for the decoders and the validator.
+type field struct {
+	name     string
+	max      int
+	required bool
+	ptr      func(*Request) *string
+}
+
+var fields = [...]field{
+	{"influencer_id", MaxInfluencerID, true, func(r *Request) *string { return &r.InfluencerID }},
+	{"product", MaxProduct, true, func(r *Request) *string { return &r.Product }},
+	{"event_type", MaxEventType, false, func(r *Request) *string { return &r.EventType }},
+	{"event_name", MaxEventName, false, func(r *Request) *string { return &r.EventName }},
+	{"campaign", MaxCampaign, false, func(r *Request) *string { return &r.Campaign }},
+	{"medium", MaxMedium, false, func(r *Request) *string { return &r.Medium }},
+	{"source", MaxSource, false, func(r *Request) *string { return &r.Source }},
+	{"ip", MaxIP, false, func(r *Request) *string { return &r.IP }},
+	{"country", 2, false, func(r *Request) *string { return &r.Country }},
+	{"user_agent", MaxUserAgent, false, func(r *Request) *string { return &r.UserAgent }},
+	{"event_id", MaxEventID, false, func(r *Request) *string { return &r.EventID }},
+}
+
+// set stores value into the field called name; unknown names are ignored
+// (senders often add their own parameters).
+func (r *Request) set(name, value string) {
+	for i := range fields {
+		if fields[i].name == name {
+			*fields[i].ptr(r) = value
+			return
+		}
+	}
+}
+
+// Validate trims and checks every field, normalises country (upper case)
+// and ip (canonical text), and defaults event_type. It returns a
+// *FieldError naming the first field at fault.
+func (r *Request) Validate() error {
+	for i := range fields {
+		f := &fields[i]
+		p := f.ptr(r)
+		v := strings.TrimSpace(*p)
+		*p = v
+		if v == "" {
+			if f.required {
+				return fieldErr(f.name, "%s is required", f.name)
+			}
+			continue
+		}
+		if !utf8.ValidString(v) {
+			return fieldErr(f.name, "%s is not valid UTF-8", f.name)
+		}
+		if len(v) > f.max {
+			return fieldErr(f.name, "%s is %d bytes long: the limit is %d", f.name, len(v), f.max)
+		}
+		if strings.ContainsFunc(v, isControl) {
+			return fieldErr(f.name, "%s contains a control character", f.name)
+		}
+	}
+	if r.EventType == "" {
+		r.EventType = schemas.DefaultEventType
+	}
+	if r.Country != "" {
+		c := r.Country
+		if len(c) != 2 || !isLetter(c[0]) || !isLetter(c[1]) {
+			return fieldErr("country", "country %q is not an ISO 3166-1 alpha-2 code such as FR", c)
+		}
+		r.Country = strings.ToUpper(c)
+	}
+	if r.IP != "" {
+		a, err := netip.ParseAddr(r.IP)
+		if err != nil || a.Zone() != "" {
+			// The value is not echoed: it may be (part of) an IP address.
+			return fieldErr("ip", "ip is not a valid IPv4 or IPv6 address")
+		}
+		r.IP = a.Unmap().String()
+	}
+	return nil
+}
+
+func isLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// errBodySyntax is the FieldError of a body that is not a JSON object.
+func jsonErr(err error) *FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fieldErr(te.Field, "%s must be a string", te.Field)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fieldErr("body", "the body is not valid JSON (at byte %d): send one JSON object, or form fields with Content-Type application/x-www-form-urlencoded", se.Offset)
+	}
+	return fieldErr("body", "the body is not a JSON object of postback fields: %v", err)
+}
+
+// DecodeJSON decodes one JSON object of postback fields into r. Unknown
+// fields are ignored; known fields must be strings (or null).
+func DecodeJSON(body []byte, r *Request) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return fieldErr("body", "the body is empty: send a JSON object with at least influencer_id and product")
+	}
+	if body[0] != '{' {
+		return fieldErr("body", "the body is not a JSON object: send {\"influencer_id\": ..., \"product\": ...}")
+	}
+	if err := json.Unmarshal(body, r); err != nil {
+		return jsonErr(err)
+	}
+	return nil
+}
+
+// DecodeBatch splits a batch body (a JSON array of objects, or NDJSON: one
+// object per line) into raw items, at most maxItems of them.
+func DecodeBatch(body []byte, maxItems int) ([][]byte, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, fieldErr("body", "the batch is empty: send a JSON array of postbacks or one JSON object per line")
+	}
+	var items [][]byte
+	if body[0] == '[' {
+		var raw []json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return nil, fieldErr("body", "the batch is not a valid JSON array: %v", err)
+		}
+		if len(raw) > maxItems {
+			return nil, fieldErr("body", "the batch has %d items: the limit is %d, split it", len(raw), maxItems)
+		}
+		items = make([][]byte, len(raw))
+		for i, m := range raw {
+			items[i] = m
+		}
+	} else {
+		for len(body) > 0 {
+			line := body
+			if i := bytes.IndexByte(body, '\n'); i >= 0 {
+				line, body = body[:i], body[i+1:]
+			} else {
+				body = nil
+			}
+			if line = bytes.TrimSpace(line); len(line) == 0 {
+				continue
+			}
+			if len(items) == maxItems {
+				return nil, fieldErr("body", "the batch has more than %d items: split it", maxItems)
+			}
+			items = append(items, line)
+		}
+	}
+	if len(items) == 0 {
+		return nil, fieldErr("body", "the batch is empty: send a JSON array of postbacks or one JSON object per line")
+	}
+	return items, nil
+}

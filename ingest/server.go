@@ -1,0 +1,716 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/streamtools/streamtools/internal/kafkautil"
+	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Config configures the edge. Zero values take the documented defaults.
+type Config struct {
+	// Addr is host:port to listen on; default "127.0.0.1:8080". Port 0
+	// picks a free port (see Server.Addr).
+	Addr string
+	// Brokers are the Kafka bootstrap brokers. Required.
+	Brokers []string
+	// Names gives the topic names. Required (schemas.NewNames).
+	Names schemas.Names
+	// Log receives the edge's log lines; nil discards them. Access keys
+	// never appear in it: paths are logged as /{key} with a hash prefix.
+	Log *slog.Logger
+	// Registry serves customers and keys. Nil: the server creates one and
+	// runs it for its lifetime. A registry passed in must be Run by the caller.
+	Registry *tenant.Registry
+	// Registerer receives the metrics; nil means prometheus.DefaultRegisterer.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves; nil means the Registerer when it is
+	// a *prometheus.Registry, else prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+
+	// ReadTimeout bounds reading one request, headers and body; default 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response; default 10s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long; default 120s.
+	IdleTimeout time.Duration
+	// BodyLimit is the largest body of POST /{key}; default 16 KiB. Larger
+	// bodies get 413.
+	BodyLimit int
+	// BatchBodyLimit is the largest body of POST /{key}/batch; default 1 MiB.
+	BatchBodyLimit int
+	// BatchMaxItems is the largest item count of a batch; default 1000.
+	BatchMaxItems int
+	// MaxConns bounds concurrent connections; default 16384. Connections
+	// beyond it are refused with 503.
+	MaxConns int
+	// ProduceTimeout bounds how long a request waits for Kafka's
+	// acknowledgement (and for a salt) before the edge answers 503 with
+	// Retry-After; default 2s.
+	ProduceTimeout time.Duration
+	// RetryAfter is the Retry-After of 503 and 429 answers; default 1s.
+	RetryAfter time.Duration
+	// DefaultRateLimit is the sustained postbacks per second allowed per
+	// access key when the customer sets no RateLimit; default 100000, which
+	// is above what one edge instance can take on the machines measured (see
+	// docs/ingest.md), so the default never throttles a sender below the
+	// edge's capacity. Negative disables the default limit.
+	DefaultRateLimit float64
+	// SaltCheckEvery is how often the edge makes sure the daily salts exist
+	// and deletes old ones; default 1h.
+	SaltCheckEvery time.Duration
+	// Linger is how long the producer waits to fill a batch; default 0:
+	// batches fill while the previous produce request is in flight, which
+	// gave the best throughput and latency (docs/ingest.md, Benchmark).
+	Linger time.Duration
+	// KafkaOpts are extra franz-go options (TLS, SASL, ...) for every client.
+	KafkaOpts []kgo.Opt
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(i *int, v int) {
+		if *i == 0 {
+			*i = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	def(&c.ReadTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.IdleTimeout, 120*time.Second)
+	def(&c.ProduceTimeout, 2*time.Second)
+	def(&c.RetryAfter, time.Second)
+	def(&c.SaltCheckEvery, time.Hour)
+	defInt(&c.BodyLimit, 16<<10)
+	defInt(&c.BatchBodyLimit, 1<<20)
+	defInt(&c.BatchMaxItems, 1000)
+	defInt(&c.MaxConns, 16384)
+	if c.DefaultRateLimit == 0 {
+		c.DefaultRateLimit = 100000
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.DefaultRegisterer
+	}
+	if c.Gatherer == nil {
+		if g, ok := c.Registerer.(prometheus.Gatherer); ok {
+			c.Gatherer = g
+		} else {
+			c.Gatherer = prometheus.DefaultGatherer
+		}
+	}
+}
+
+// Validate reports the first unusable setting, naming the field and the fix.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("ingest: Brokers is empty: give at least one host:port (--brokers)")
+	case c.Names.Validate() != nil:
+		return fmt.Errorf("ingest: Names: %w", c.Names.Validate())
+	case c.BodyLimit < 512:
+		return fmt.Errorf("ingest: BodyLimit %d is too small for one postback: use 512 bytes or more", c.BodyLimit)
+	case c.BatchBodyLimit < c.BodyLimit:
+		return fmt.Errorf("ingest: BatchBodyLimit %d is below BodyLimit %d: raise it", c.BatchBodyLimit, c.BodyLimit)
+	case c.BatchBodyLimit > 64<<20:
+		return fmt.Errorf("ingest: BatchBodyLimit %d is above 64 MiB: lower it and send smaller batches", c.BatchBodyLimit)
+	case c.BatchMaxItems < 1:
+		return fmt.Errorf("ingest: BatchMaxItems %d: use 1 or more", c.BatchMaxItems)
+	case c.MaxConns < 1:
+		return fmt.Errorf("ingest: MaxConns %d: use 1 or more", c.MaxConns)
+	case c.ProduceTimeout < 10*time.Millisecond || c.ProduceTimeout > time.Minute:
+		return fmt.Errorf("ingest: ProduceTimeout %v: use between 10ms and 1m", c.ProduceTimeout)
+	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("ingest: ReadTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.Linger < 0 || c.Linger > time.Second:
+		return fmt.Errorf("ingest: Linger %v: use between 0 and 1s", c.Linger)
+	}
+	return nil
+}
+
+// Server is the HTTP edge. Create it with New, start it with Run.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	app      *fiber.App
+	cl       *kgo.Client
+	reg      *tenant.Registry
+	ownReg   bool
+	salts    *salts
+	metrics  *metrics
+	limiters *limiters
+	retry    string // Retry-After value, seconds
+
+	// runCtx lives until the producer is closed; produce calls use it so
+	// that in-flight requests finish during shutdown.
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	closeOnce sync.Once
+	lastWarn  atomic.Int64 // unix nanos of the last throttled warning
+}
+
+// New validates cfg, binds the listener and creates the Kafka clients.
+// Nothing is served until Run.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, reg: cfg.Registry}
+	s.retry = strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second))
+	s.runCtx, s.runCancel = context.WithCancel(context.Background())
+	s.limiters = newLimiters(cfg.DefaultRateLimit, cfg.BatchMaxItems)
+
+	var err error
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RecordPartitioner(kafkautil.Partitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		// A record waits at most this long in the client; its request
+		// was answered 503 long before.
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout + 30*time.Second),
+		kgo.ProduceRequestTimeout(cfg.ProduceTimeout + 10*time.Second),
+	}, cfg.KafkaOpts...)
+	if s.cl, err = kgo.NewClient(opts...); err != nil {
+		return nil, fmt.Errorf("ingest: creating the kafka producer: %w", err)
+	}
+	if s.salts, err = newSalts(cfg.Brokers, s.cl, cfg.Names.Salts(), cfg.SaltCheckEvery, cfg.Log, cfg.KafkaOpts...); err != nil {
+		s.cl.Close()
+		return nil, err
+	}
+	if s.reg == nil {
+		if s.reg, err = tenant.NewRegistry(cfg.Brokers, cfg.Names, cfg.Log); err != nil {
+			s.cl.Close()
+			s.salts.consumer.Close()
+			return nil, err
+		}
+		s.ownReg = true
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer, func() float64 { return float64(len(s.salts.known())) }); err != nil {
+		s.closeClients()
+		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		s.closeClients()
+		return nil, fmt.Errorf("ingest: listening on Addr %s: %w", cfg.Addr, err)
+	}
+	s.app = s.newApp()
+	return s, nil
+}
+
+func (s *Server) closeClients() {
+	s.cl.Close()
+	s.salts.consumer.Close()
+}
+
+// Addr is the address the edge listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+func (s *Server) newApp() *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               "streamtools-ingest",
+		DisableStartupMessage: true,
+		BodyLimit:             s.cfg.BatchBodyLimit,
+		Concurrency:           s.cfg.MaxConns,
+		ReadTimeout:           s.cfg.ReadTimeout,
+		WriteTimeout:          s.cfg.WriteTimeout,
+		IdleTimeout:           s.cfg.IdleTimeout,
+		ErrorHandler:          s.errorHandler,
+		// Keys are case-sensitive.
+		CaseSensitive: true,
+	})
+	app.Use(recover.New())
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok\n") })
+	app.Get("/readyz", s.readyz)
+	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	app.Get("/metrics", func(c *fiber.Ctx) error { metricsHandler(c.Context()); return nil })
+	// Access keys are 8 characters or more, so they never collide with
+	// the paths above.
+	app.Post("/:key/batch", s.handleBatch)
+	app.Post("/:key", s.handlePostback)
+	app.Get("/:key", s.handlePostback)
+	app.Use(func(c *fiber.Ctx) error {
+		return s.sendError(c, "other", fiber.StatusNotFound, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
+	})
+	return app
+}
+
+// Run serves until ctx is done, then shuts down in order: stop accepting,
+// finish in-flight requests (each waits at most ProduceTimeout), flush and
+// close the producer, stop tailing salts and tenants.
+func (s *Server) Run(ctx context.Context) error {
+	bg, stopBg := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if s.ownReg {
+		wg.Go(func() {
+			if err := s.reg.Run(bg); err != nil {
+				s.log.Error("tenant registry stopped", "err", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := s.salts.Run(bg); err != nil {
+			s.log.Error("salts stopped", "err", err)
+		}
+	})
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.app.Listener(s.ln) }()
+	s.log.Info("ingest edge listening", "addr", s.Addr())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("ingest: serving: %w", err)
+	}
+	s.log.Info("ingest edge stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout+s.cfg.WriteTimeout)
+	if serr := s.app.ShutdownWithContext(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("ingest: shutting down the HTTP server: %w", serr)
+	}
+	cancel()
+	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
+	if ferr := s.cl.Flush(fctx); ferr != nil {
+		s.log.Warn("flushing the producer at shutdown", "err", ferr)
+	}
+	cancel()
+	s.runCancel()
+	stopBg()
+	wg.Wait()
+	s.cl.Close()
+	return err
+}
+
+// keyRef is how logs refer to an access key: a prefix of its hash.
+func keyRef(key string) string { return tenant.HashKey(key)[:12] }
+
+// warnThrottled logs at most one warning a second, so that an outage does
+// not flood the log with one line per request.
+func (s *Server) warnThrottled(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	why := ""
+	select {
+	case <-s.reg.Ready():
+	default:
+		why = "the customers and access keys are not loaded yet"
+	}
+	if why == "" {
+		select {
+		case <-s.salts.Ready():
+		default:
+			why = "the daily salts are not known yet"
+		}
+	}
+	if why == "" {
+		ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.ProduceTimeout)
+		err := s.cl.Ping(ctx)
+		cancel()
+		if err != nil {
+			why = "the Kafka brokers do not answer"
+		}
+	}
+	if why != "" {
+		c.Set(fiber.HeaderRetryAfter, s.retry)
+		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready: " + why + "\n")
+	}
+	return c.SendString("ready\n")
+}
+
+// errorBody is the JSON body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func (s *Server) sendError(c *fiber.Ctx, endpoint string, code int, field, msg string) error {
+	b, _ := json.Marshal(errorBody{Error: msg, Field: field}) // a struct of strings always marshals
+	return s.sendJSON(c, endpoint, code, b)
+}
+
+func (s *Server) sendJSON(c *fiber.Ctx, endpoint string, code int, body []byte) error {
+	s.metrics.request(endpoint, code)
+	if code == fiber.StatusServiceUnavailable || code == fiber.StatusTooManyRequests {
+		c.Set(fiber.HeaderRetryAfter, s.retry)
+	}
+	c.Response().Header.SetContentTypeBytes(jsonType)
+	c.Status(code)
+	return c.Send(body)
+}
+
+var jsonType = []byte("application/json")
+
+// The 401 answer: the same bytes for an unknown key, a revoked key and a key
+// of a deleted customer.
+var unauthorizedBody = []byte(`{"error":"unknown or revoked access key: check the key in the URL, or create one with streamtools keys create","field":"access_key"}`)
+
+// errorHandler answers errors raised outside the handlers (body too large,
+// header too large, timeouts, panics) in the same JSON shape.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	}
+	switch code {
+	case fiber.StatusRequestEntityTooLarge:
+		return s.sendError(c, "other", code, "body", fmt.Sprintf("the body is larger than %d bytes: send smaller postbacks or split the batch", s.cfg.BatchBodyLimit))
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return s.sendError(c, "other", code, "headers", "the request headers are too large")
+	case fiber.StatusInternalServerError:
+		s.log.Error("internal error", "path", redactPath(c.Path()), "err", err)
+		return s.sendError(c, "other", code, "", "internal error")
+	case fiber.StatusNotFound:
+		return s.sendError(c, "other", code, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
+	case fiber.StatusMethodNotAllowed:
+		return s.sendError(c, "other", code, "", "method not allowed: send POST or GET /{access_key}, or POST /{access_key}/batch")
+	}
+	msg := "bad request"
+	if fe != nil {
+		msg = strings.ToLower(fe.Message)
+	}
+	return s.sendError(c, "other", code, "", msg)
+}
+
+// redactPath replaces the access key of a path with "{key}".
+func redactPath(p string) string {
+	switch p {
+	case "/healthz", "/readyz", "/metrics":
+		return p
+	}
+	if strings.HasSuffix(p, "/batch") {
+		return "/{key}/batch"
+	}
+	return "/{key}"
+}
+
+// admit answers readiness, authentication and rate limiting. It returns the
+// tenant, or nil once it has answered.
+func (s *Server) admit(c *fiber.Ctx, endpoint string, n int) (*tenant.Tenant, error) {
+	select {
+	case <-s.reg.Ready():
+	default:
+		return nil, s.sendError(c, endpoint, fiber.StatusServiceUnavailable, "", "the edge is starting: retry after the Retry-After delay")
+	}
+	key := c.Params("key")
+	t, err := s.reg.Authenticate(key)
+	if err != nil {
+		return nil, s.sendJSON(c, endpoint, fiber.StatusUnauthorized, unauthorizedBody)
+	}
+	if !s.limiters.allow(key, t.RateLimit, n) {
+		return nil, s.sendError(c, endpoint, fiber.StatusTooManyRequests, "access_key",
+			"over the rate limit of this access key: retry after the Retry-After delay, or ask for a higher rate_limit")
+	}
+	return t, nil
+}
+
+func (s *Server) handlePostback(c *fiber.Ctx) error {
+	endpoint := "post"
+	if c.Method() == fiber.MethodGet {
+		endpoint = "get"
+	}
+	if len(c.Body()) > s.cfg.BodyLimit {
+		return s.sendError(c, endpoint, fiber.StatusRequestEntityTooLarge, "body",
+			fmt.Sprintf("the body is %d bytes: the limit of one postback is %d; use /batch for many", len(c.Body()), s.cfg.BodyLimit))
+	}
+	t, err := s.admit(c, endpoint, 1)
+	if t == nil {
+		return err
+	}
+	var r Request
+	if err := s.decode(c, &r); err != nil {
+		return s.badRequest(c, endpoint, err)
+	}
+	if err := s.check(t, &r); err != nil {
+		return s.badRequest(c, endpoint, err)
+	}
+	rec, id, err := s.record(c.UserContext(), t, &r)
+	if err != nil {
+		return s.unavailable(c, endpoint, err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.ProduceTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return s.unavailable(c, endpoint, err)
+	}
+	s.metrics.produce.Observe(time.Since(start).Seconds())
+	s.metrics.accepted.Inc()
+	b := make([]byte, 0, 64)
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `"}`...)
+	return s.sendJSON(c, endpoint, fiber.StatusAccepted, b)
+}
+
+func (s *Server) badRequest(c *fiber.Ctx, endpoint string, err error) error {
+	s.metrics.records.WithLabelValues("invalid").Inc()
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return s.sendError(c, endpoint, fiber.StatusBadRequest, fe.Field, fe.Msg)
+	}
+	if errors.Is(err, errUnsupportedType) {
+		return s.sendError(c, endpoint, fiber.StatusUnsupportedMediaType, "content-type", err.Error())
+	}
+	return s.sendError(c, endpoint, fiber.StatusBadRequest, "body", err.Error())
+}
+
+func (s *Server) unavailable(c *fiber.Ctx, endpoint string, err error) error {
+	s.metrics.records.WithLabelValues("unavailable").Inc()
+	s.warnThrottled("answering 503: the postback was not acknowledged in time", "path", redactPath(c.Path()), "err", err)
+	msg := "Kafka did not acknowledge the postback in time; it may not be stored: retry after the Retry-After delay (with the same event_id)"
+	if errors.Is(err, errNoSalt) {
+		msg = "the visitor-fingerprint salt of the day is not available yet: retry after the Retry-After delay"
+	}
+	return s.sendError(c, endpoint, fiber.StatusServiceUnavailable, "", msg)
+}
+
+var errUnsupportedType = errors.New("unsupported Content-Type: send application/json or application/x-www-form-urlencoded")
+
+// decode reads a single postback from the query (GET), a form, or JSON.
+func (s *Server) decode(c *fiber.Ctx, r *Request) error {
+	rc := c.Context()
+	if c.Method() == fiber.MethodGet {
+		rc.QueryArgs().VisitAll(func(k, v []byte) { r.set(string(k), string(v)) })
+		return nil
+	}
+	ct := rc.Request.Header.ContentType()
+	switch {
+	case hasPrefixFold(ct, "application/x-www-form-urlencoded"):
+		rc.PostArgs().VisitAll(func(k, v []byte) { r.set(string(k), string(v)) })
+		return nil
+	case hasPrefixFold(ct, "multipart/"):
+		return errUnsupportedType
+	}
+	// JSON is the default: many senders send it as text/plain or without a
+	// Content-Type.
+	return DecodeJSON(c.Body(), r)
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
+}
+
+// check validates r and its product against the customer.
+func (s *Server) check(t *tenant.Tenant, r *Request) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if len(t.Products) > 0 {
+		if _, ok := t.Products[r.Product]; !ok {
+			known := make([]string, 0, len(t.Products))
+			for code := range t.Products {
+				known = append(known, code)
+			}
+			sort.Strings(known)
+			return fieldErr("product", "unknown product %q: this customer's products are %s", r.Product, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+// record builds the Kafka record of a validated postback. It fails only when
+// the salt of the day is unknown within the produce timeout.
+func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request) (*kgo.Record, string, error) {
+	now := time.Now().UTC()
+	day := schemas.DayOf(now, t.Location)
+	p := schemas.Postback{
+		V: schemas.PostbackVersion, ReceivedAt: now, CustomerCode: t.Code,
+		TimeZone: t.Location.String(), Day: day, AntiCheat: t.AntiCheat,
+		Attrs: schemas.Attrs{
+			InfluencerID: r.InfluencerID, Product: r.Product, EventType: r.EventType,
+			EventName: r.EventName, Campaign: r.Campaign, Medium: r.Medium, Source: r.Source,
+			Country: r.Country, EventID: r.EventID,
+		},
+	}
+	if r.IP != "" && r.UserAgent != "" {
+		salt, ok := s.salts.get(day)
+		if !ok {
+			wctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+			var err error
+			salt, err = s.salts.wait(wctx, day)
+			cancel()
+			if err != nil {
+				return nil, "", err
+			}
+		}
+		p.Visitor = Fingerprint(salt, t.Code, r.IP, r.UserAgent)
+	}
+	// The IP ends here: it is in no field of p.
+	r.IP = ""
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, "", fmt.Errorf("making a record id: %w", err)
+	}
+	p.ID = id.String()
+	v, err := json.Marshal(&p)
+	if err != nil {
+		return nil, "", fmt.Errorf("encoding the postback: %w", err)
+	}
+	return &kgo.Record{
+		Topic: s.cfg.Names.Postbacks(),
+		Key:   []byte(schemas.InfluencerKey(t.Code, r.Product, r.InfluencerID)),
+		Value: v,
+	}, p.ID, nil
+}
+
+// itemResult is one entry of a batch answer.
+type itemResult struct {
+	Index  int    `json:"index"`
+	Status int    `json:"status"`
+	ID     string `json:"id,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Field  string `json:"field,omitempty"`
+}
+
+type batchBody struct {
+	Accepted int          `json:"accepted"`
+	Rejected int          `json:"rejected"`
+	Failed   int          `json:"failed"`
+	Results  []itemResult `json:"results"`
+}
+
+func (s *Server) handleBatch(c *fiber.Ctx) error {
+	const endpoint = "batch"
+	items, err := DecodeBatch(c.Body(), s.cfg.BatchMaxItems)
+	t, aerr := s.admit(c, endpoint, max(len(items), 1))
+	if t == nil {
+		return aerr
+	}
+	if err != nil {
+		return s.badRequest(c, endpoint, err)
+	}
+	results := make([]itemResult, len(items))
+	recs := make([]*kgo.Record, len(items))
+	for i, raw := range items {
+		results[i].Index = i
+		var r Request
+		err := DecodeJSON(raw, &r)
+		if err == nil {
+			err = s.check(t, &r)
+		}
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			results[i].Status, results[i].Error, results[i].Field = fiber.StatusBadRequest, fe.Msg, fe.Field
+			s.metrics.records.WithLabelValues("invalid").Inc()
+			continue
+		}
+		rec, id, err := s.record(c.UserContext(), t, &r)
+		if err != nil {
+			results[i].Status, results[i].Error = fiber.StatusServiceUnavailable, "the visitor-fingerprint salt of the day is not available yet: retry"
+			continue
+		}
+		results[i].ID = id
+		recs[i] = rec
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.ProduceTimeout)
+	defer cancel()
+	errs := make([]error, len(items))
+	var pending sync.WaitGroup
+	for i, rec := range recs {
+		if rec == nil {
+			continue
+		}
+		pending.Add(1)
+		s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { errs[i] = err; pending.Done() })
+	}
+	allDone := make(chan struct{})
+	go func() { pending.Wait(); close(allDone) }()
+	timedOut := false
+	select {
+	case <-allDone:
+	case <-ctx.Done():
+		timedOut = true
+	}
+	var body batchBody
+	for i := range results {
+		r := &results[i]
+		if recs[i] != nil {
+			if timedOut || errs[i] != nil {
+				// errs[i] may still be written by a late promise: read it
+				// only when every promise returned.
+				r.Status, r.ID, r.Error = fiber.StatusServiceUnavailable, "",
+					"Kafka did not acknowledge this postback in time; it may not be stored: retry it (with the same event_id)"
+			} else {
+				r.Status = fiber.StatusAccepted
+			}
+		}
+		switch r.Status {
+		case fiber.StatusAccepted:
+			body.Accepted++
+		case fiber.StatusBadRequest:
+			body.Rejected++
+		default:
+			body.Failed++
+		}
+	}
+	if body.Accepted > 0 {
+		s.metrics.produce.Observe(time.Since(start).Seconds())
+		s.metrics.accepted.Add(float64(body.Accepted))
+	}
+	if body.Failed > 0 {
+		s.metrics.records.WithLabelValues("unavailable").Add(float64(body.Failed))
+		s.warnThrottled("answering 503 to a batch: postbacks were not acknowledged in time", "path", "/{key}/batch", "failed", body.Failed)
+	}
+	body.Results = results
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	code := fiber.StatusAccepted
+	switch {
+	case body.Failed > 0:
+		code = fiber.StatusServiceUnavailable
+	case body.Rejected > 0 && body.Accepted > 0:
+		code = fiber.StatusMultiStatus
+	case body.Rejected > 0:
+		code = fiber.StatusBadRequest
+	}
+	return s.sendJSON(c, endpoint, code, b)
+}
