@@ -1,0 +1,222 @@
+package ingest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// seedBody is the body of the seed document's curl example.
+const seedBody = `{
+"influencer_id":"influ_test",
+"product":"product",
+"event_type":"reg",
+"event_name":"registration",
+"campaign": "Jan2024_special_event",
+"medium": "Influencer",
+"source": " twitch",
+"ip": "132.244.133.122",
+"country": "FR",
+"user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"
+}`
+
+func TestDecodeSeedExample(t *testing.T) {
+	var r Request
+	if err := DecodeJSON([]byte(seedBody), &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Request{
+		InfluencerID: "influ_test", Product: "product", EventType: "reg", EventName: "registration",
+		Campaign: "Jan2024_special_event", Medium: "Influencer", Source: "twitch", IP: "132.244.133.122",
+		Country: "FR", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+	}
+	if r != want {
+		t.Errorf("decoded %+v\nwant %+v", r, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := func() Request { return Request{InfluencerID: "i", Product: "p"} }
+	tests := []struct {
+		name  string
+		edit  func(r *Request)
+		field string // "" = valid
+		check func(t *testing.T, r Request)
+	}{
+		{"minimal", func(r *Request) {}, "", func(t *testing.T, r Request) {
+			if r.EventType != "event" {
+				t.Errorf("event_type defaulted to %q, want event", r.EventType)
+			}
+		}},
+		{"missing influencer_id", func(r *Request) { r.InfluencerID = "" }, "influencer_id", nil},
+		{"blank influencer_id", func(r *Request) { r.InfluencerID = "   " }, "influencer_id", nil},
+		{"missing product", func(r *Request) { r.Product = "" }, "product", nil},
+		{"influencer_id too long", func(r *Request) { r.InfluencerID = strings.Repeat("x", MaxInfluencerID+1) }, "influencer_id", nil},
+		{"influencer_id at the limit", func(r *Request) { r.InfluencerID = strings.Repeat("x", MaxInfluencerID) }, "", nil},
+		{"product too long", func(r *Request) { r.Product = strings.Repeat("x", MaxProduct+1) }, "product", nil},
+		{"event_type too long", func(r *Request) { r.EventType = strings.Repeat("x", MaxEventType+1) }, "event_type", nil},
+		{"event_name too long", func(r *Request) { r.EventName = strings.Repeat("x", MaxEventName+1) }, "event_name", nil},
+		{"campaign too long", func(r *Request) { r.Campaign = strings.Repeat("x", MaxCampaign+1) }, "campaign", nil},
+		{"medium too long", func(r *Request) { r.Medium = strings.Repeat("x", MaxMedium+1) }, "medium", nil},
+		{"source too long", func(r *Request) { r.Source = strings.Repeat("x", MaxSource+1) }, "source", nil},
+		{"user_agent too long", func(r *Request) { r.UserAgent = strings.Repeat("x", MaxUserAgent+1) }, "user_agent", nil},
+		{"event_id too long", func(r *Request) { r.EventID = strings.Repeat("x", MaxEventID+1) }, "event_id", nil},
+		{"invalid UTF-8", func(r *Request) { r.Campaign = "ab\xffcd" }, "campaign", nil},
+		{"control character", func(r *Request) { r.InfluencerID = "a\x00b" }, "influencer_id", nil},
+		{"unicode is fine", func(r *Request) { r.InfluencerID = "ストリーマー 🎮" }, "", nil},
+		{"country lower case", func(r *Request) { r.Country = "fr" }, "", func(t *testing.T, r Request) {
+			if r.Country != "FR" {
+				t.Errorf("country %q, want FR", r.Country)
+			}
+		}},
+		{"country three letters", func(r *Request) { r.Country = "FRA" }, "country", nil},
+		{"country digits", func(r *Request) { r.Country = "F1" }, "country", nil},
+		{"country one letter", func(r *Request) { r.Country = "F" }, "country", nil},
+		{"ipv4", func(r *Request) { r.IP = "132.244.133.122" }, "", nil},
+		{"ipv6", func(r *Request) { r.IP = "2001:DB8::1" }, "", func(t *testing.T, r Request) {
+			if r.IP != "2001:db8::1" {
+				t.Errorf("ip %q, want the canonical 2001:db8::1", r.IP)
+			}
+		}},
+		{"ipv4-mapped ipv6", func(r *Request) { r.IP = "::ffff:10.0.0.1" }, "", func(t *testing.T, r Request) {
+			if r.IP != "10.0.0.1" {
+				t.Errorf("ip %q, want 10.0.0.1", r.IP)
+			}
+		}},
+		{"ip with a zone", func(r *Request) { r.IP = "fe80::1%eth0" }, "ip", nil},
+		{"ip garbage", func(r *Request) { r.IP = "300.1.1.1" }, "ip", nil},
+		{"ip host name", func(r *Request) { r.IP = "example.com" }, "ip", nil},
+		{"whitespace trimmed", func(r *Request) { r.Source = " twitch " }, "", func(t *testing.T, r Request) {
+			if r.Source != "twitch" {
+				t.Errorf("source %q, want twitch", r.Source)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ok()
+			tt.edit(&r)
+			err := r.Validate()
+			var fe *FieldError
+			switch {
+			case tt.field == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tt.field != "" && !errors.As(err, &fe):
+				t.Fatalf("error %v, want a FieldError on %s", err, tt.field)
+			case tt.field != "" && fe.Field != tt.field:
+				t.Fatalf("error on field %q (%v), want %q", fe.Field, err, tt.field)
+			}
+			if tt.check != nil {
+				tt.check(t, r)
+			}
+		})
+	}
+}
+
+func TestDecodeJSONErrors(t *testing.T) {
+	tests := []struct{ name, body, field string }{
+		{"empty", "", "body"},
+		{"not an object", `["a"]`, "body"},
+		{"syntax", `{"influencer_id": "a",`, "body"},
+		{"number", `{"influencer_id": 12, "product": "p"}`, "influencer_id"},
+		{"object", `{"influencer_id": "a", "product": {"x": 1}}`, "product"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Request
+			err := DecodeJSON([]byte(tt.body), &r)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("error %v, want a FieldError on %s", err, tt.field)
+			}
+		})
+	}
+	var r Request
+	if err := DecodeJSON([]byte(`{"influencer_id":"a","product":"p","extra":[1,2],"ip":null}`), &r); err != nil {
+		t.Fatalf("unknown fields and nulls must be accepted: %v", err)
+	}
+}
+
+func TestDecodeBatch(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		max   int
+		items int
+		field string
+	}{
+		{"array", `[{"a":1},{"b":2}]`, 10, 2, ""},
+		{"ndjson", "{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}", 10, 3, ""},
+		{"array too long", `[{},{},{}]`, 2, 0, "body"},
+		{"ndjson too long", "{}\n{}\n{}", 2, 0, "body"},
+		{"empty", "  ", 2, 0, "body"},
+		{"empty array", "[]", 2, 0, "body"},
+		{"bad array", "[{},", 2, 0, "body"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			items, err := DecodeBatch([]byte(tt.body), tt.max)
+			if tt.field != "" {
+				var fe *FieldError
+				if !errors.As(err, &fe) || fe.Field != tt.field {
+					t.Fatalf("error %v, want a FieldError on %s", err, tt.field)
+				}
+				return
+			}
+			if err != nil || len(items) != tt.items {
+				t.Fatalf("got %d items, err %v; want %d", len(items), err, tt.items)
+			}
+		})
+	}
+}
+
+// FuzzDecoders feeds the JSON and form decoders arbitrary bytes: they must
+// never panic, and whatever Validate accepts must hold its invariants.
+func FuzzDecoders(f *testing.F) {
+	f.Add([]byte(seedBody))
+	f.Add([]byte(`influencer_id=influ_test&product=product&ip=132.244.133.122&country=fr&user_agent=Mozilla%2F5.0`))
+	f.Add([]byte(`{"influencer_id":"\u00e9","product":"p","country":"fr","ip":"::ffff:1.2.3.4"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		check := func(r Request) {
+			if r.Validate() != nil {
+				return
+			}
+			if r.InfluencerID == "" || r.Product == "" || r.EventType == "" {
+				t.Fatalf("accepted without a required field: %+v", r)
+			}
+			if len(r.InfluencerID) > MaxInfluencerID || len(r.UserAgent) > MaxUserAgent || len(r.Campaign) > MaxCampaign {
+				t.Fatalf("accepted an over-long field: %+v", r)
+			}
+			if r.Country != "" && (len(r.Country) != 2 || strings.ToUpper(r.Country) != r.Country) {
+				t.Fatalf("accepted country %q", r.Country)
+			}
+			for _, v := range []string{r.InfluencerID, r.Product, r.EventType, r.EventName, r.Campaign, r.Medium, r.Source, r.UserAgent, r.EventID} {
+				if strings.TrimSpace(v) != v {
+					t.Fatalf("accepted an untrimmed value %q", v)
+				}
+			}
+		}
+		var r Request
+		if DecodeJSON(body, &r) == nil {
+			check(r)
+		}
+		var args fasthttp.Args
+		args.ParseBytes(body)
+		var fr Request
+		args.VisitAll(func(k, v []byte) { fr.set(string(k), string(v)) })
+		check(fr)
+		if items, err := DecodeBatch(body, 100); err == nil {
+			for _, it := range items {
+				var br Request
+				if DecodeJSON(it, &br) == nil {
+					check(br)
+				}
+			}
+		}
+	})
+}

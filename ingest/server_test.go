@@ -1,0 +1,537 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamtools/streamtools/internal/broker"
+	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/kafkautil"
+	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+const (
+	testKey     = "test-access-key"
+	revokedKey  = "revoked-access-key"
+	slowKey     = "slow-access-key" // customer "slow" with RateLimit 1
+	anyProdKey  = "anyproduct-key"  // customer "open" without products
+	testSeedIP  = "132.244.133.122"
+	testSeedUA  = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"
+	testPartits = 6
+)
+
+type edge struct {
+	*Server
+	url    string
+	b      *broker.Broker
+	names  schemas.Names
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startEdge starts a broker, seeds customers and keys, and runs an edge on
+// a random port until the test ends.
+func startEdge(t *testing.T, edit func(*Config)) *edge {
+	t.Helper()
+	b := kafkatest.Start(t, "")
+	names := kafkatest.Names(t)
+	kafkatest.CreateCoreTopics(t, b.Addr(), names, testPartits)
+	cl := kafkatest.Client(t, b.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(tenant.PutCustomer(ctx, cl, names, schemas.Customer{
+		Code: "default", TimeZone: "Europe/Paris", AntiCheat: true,
+		Products: map[string]schemas.Product{"product": {Code: "product"}, "other": {Code: "other"}},
+	}))
+	must(tenant.PutCustomer(ctx, cl, names, schemas.Customer{Code: "slow", TimeZone: "UTC", RateLimit: 1}))
+	must(tenant.PutCustomer(ctx, cl, names, schemas.Customer{Code: "open", TimeZone: "America/New_York"}))
+	_, err := tenant.PutKey(ctx, cl, names, testKey, "default", "test")
+	must(err)
+	rk, err := tenant.PutKey(ctx, cl, names, revokedKey, "default", "revoked")
+	must(err)
+	must(tenant.RevokeKey(ctx, cl, names, rk))
+	_, err = tenant.PutKey(ctx, cl, names, slowKey, "slow", "slow")
+	must(err)
+	_, err = tenant.PutKey(ctx, cl, names, anyProdKey, "open", "open")
+	must(err)
+
+	cfg := Config{
+		Addr: "127.0.0.1:0", Brokers: []string{b.Addr()}, Names: names,
+		Registerer: prometheus.NewRegistry(), ProduceTimeout: 2 * time.Second,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
+	must(err)
+	rctx, rcancel := context.WithCancel(context.Background())
+	e := &edge{Server: s, url: "http://" + s.Addr(), b: b, names: names, cancel: rcancel, done: make(chan error, 1)}
+	go func() { e.done <- s.Run(rctx) }()
+	t.Cleanup(func() {
+		rcancel()
+		if err := <-e.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	kafkatest.Eventually(t, 20*time.Second, "the edge to be ready", func() bool {
+		resp, err := http.Get(e.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return e
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(a.body, &m); err != nil {
+		t.Fatalf("answer %d is not JSON: %q", a.code, a.body)
+	}
+	return m
+}
+
+func do(t *testing.T, method, u, contentType string, body []byte) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+var uuidV7 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// TestStatuses sends one request per case and checks the status and the
+// field named by the error body.
+func TestStatuses(t *testing.T) {
+	e := startEdge(t, nil)
+	form := url.Values{"influencer_id": {"influ_form"}, "product": {"product"}, "country": {"de"}}.Encode()
+	big := []byte(`{"influencer_id":"a","product":"product","campaign":"` + strings.Repeat("x", 17<<10) + `"}`)
+	tests := []struct {
+		name, method, path, ctype, body string
+		code                            int
+		field                           string
+	}{
+		{"seed JSON", "POST", "/" + testKey, "application/json", seedBody, 202, ""},
+		{"JSON as text/plain", "POST", "/" + testKey, "text/plain", seedBody, 202, ""},
+		{"form", "POST", "/" + testKey, "application/x-www-form-urlencoded", form, 202, ""},
+		{"GET with URL macros", "GET", "/" + testKey + "?influencer_id=influ_get&product=product&event_type=sale&ip=10.1.2.3&user_agent=UA", "", "", 202, ""},
+		{"unknown product", "POST", "/" + testKey, "", `{"influencer_id":"a","product":"nope"}`, 400, "product"},
+		{"any product when the customer lists none", "POST", "/" + anyProdKey, "", `{"influencer_id":"a","product":"anything"}`, 202, ""},
+		{"missing influencer_id", "POST", "/" + testKey, "", `{"product":"product"}`, 400, "influencer_id"},
+		{"missing product (GET)", "GET", "/" + testKey + "?influencer_id=a", "", "", 400, "product"},
+		{"bad country (form)", "POST", "/" + testKey, "application/x-www-form-urlencoded", "influencer_id=a&product=product&country=France", 400, "country"},
+		{"bad ip", "POST", "/" + testKey, "", `{"influencer_id":"a","product":"product","ip":"1.2.3"}`, 400, "ip"},
+		{"invalid UTF-8 (GET)", "GET", "/" + testKey + "?influencer_id=%ff%fe&product=product", "", "", 400, "influencer_id"},
+		{"too long", "POST", "/" + testKey, "", `{"influencer_id":"` + strings.Repeat("i", 129) + `","product":"product"}`, 400, "influencer_id"},
+		{"not JSON", "POST", "/" + testKey, "", `influencer_id: a`, 400, "body"},
+		{"number", "POST", "/" + testKey, "", `{"influencer_id":5,"product":"product"}`, 400, "influencer_id"},
+		{"multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", "--x--", 415, "content-type"},
+		{"unknown key", "POST", "/unknown-access-key", "", seedBody, 401, "access_key"},
+		{"revoked key", "POST", "/" + revokedKey, "", seedBody, 401, "access_key"},
+		{"body over the single limit", "POST", "/" + testKey, "", string(big), 413, "body"},
+		{"body over the batch limit", "POST", "/" + testKey + "/batch", "", "[" + strings.Repeat(`{"influencer_id":"a","product":"product"},`, 30000) + "{}]", 413, "body"},
+		{"no such endpoint", "POST", "/" + testKey + "/x/y", "", seedBody, 404, ""},
+		{"method", "PUT", "/" + testKey, "", seedBody, 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := do(t, tt.method, e.url+tt.path, tt.ctype, []byte(tt.body))
+			if a.code != tt.code {
+				t.Fatalf("status %d (%s), want %d", a.code, a.body, tt.code)
+			}
+			if ct := a.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			m := a.json(t)
+			if tt.code == 202 {
+				if id, _ := m["id"].(string); !uuidV7.MatchString(id) {
+					t.Errorf("202 body %s has no UUIDv7 id", a.body)
+				}
+				return
+			}
+			if msg, _ := m["error"].(string); msg == "" {
+				t.Errorf("error body %s has no error message", a.body)
+			}
+			if f, _ := m["field"].(string); f != tt.field {
+				t.Errorf("field %q, want %q (body %s)", f, tt.field, a.body)
+			}
+		})
+	}
+	t.Run("unknown product lists the known ones", func(t *testing.T) {
+		a := do(t, "POST", e.url+"/"+testKey, "", []byte(`{"influencer_id":"a","product":"nope"}`))
+		if !strings.Contains(string(a.body), "other, product") {
+			t.Errorf("body %s does not list the products", a.body)
+		}
+	})
+	t.Run("unknown and revoked keys answer the same bytes", func(t *testing.T) {
+		a := do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
+		b := do(t, "POST", e.url+"/"+revokedKey, "", []byte(seedBody))
+		if a.code != b.code || !bytes.Equal(a.body, b.body) || len(a.header) != len(b.header) {
+			t.Errorf("unknown key: %d %q %v\nrevoked key: %d %q %v", a.code, a.body, a.header, b.code, b.body, b.header)
+		}
+	})
+	t.Run("over the rate limit", func(t *testing.T) {
+		// Customer "slow" allows 1 postback/s with a burst of a batch
+		// (BatchMaxItems, 1000): a batch of 1000 drains it.
+		items := strings.Repeat(`{"influencer_id":"a","product":"p"}`+"\n", 1000)
+		if a := do(t, "POST", e.url+"/"+slowKey+"/batch", "application/x-ndjson", []byte(items)); a.code != 202 {
+			t.Fatalf("first batch: %d %s", a.code, a.body)
+		}
+		a := do(t, "POST", e.url+"/"+slowKey, "", []byte(`{"influencer_id":"a","product":"p"}`))
+		if a.code != 429 || a.header.Get("Retry-After") == "" {
+			t.Fatalf("status %d Retry-After %q, want 429 with Retry-After", a.code, a.header.Get("Retry-After"))
+		}
+		if f := a.json(t)["field"]; f != "access_key" {
+			t.Errorf("field %v, want access_key", f)
+		}
+	})
+}
+
+func TestBatch(t *testing.T) {
+	e := startEdge(t, nil)
+	t.Run("mixed array", func(t *testing.T) {
+		body := `[{"influencer_id":"b1","product":"product","event_id":"tx-1"},{"product":"product"},{"influencer_id":"b2","product":"product","country":"fr"}]`
+		a := do(t, "POST", e.url+"/"+testKey+"/batch", "application/json", []byte(body))
+		if a.code != 207 {
+			t.Fatalf("status %d %s, want 207", a.code, a.body)
+		}
+		var got batchBody
+		if err := json.Unmarshal(a.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Accepted != 2 || got.Rejected != 1 || len(got.Results) != 3 {
+			t.Fatalf("got %+v", got)
+		}
+		if r := got.Results[1]; r.Status != 400 || r.Field != "influencer_id" || r.Index != 1 {
+			t.Errorf("item 1: %+v", r)
+		}
+		for _, i := range []int{0, 2} {
+			if r := got.Results[i]; r.Status != 202 || !uuidV7.MatchString(r.ID) {
+				t.Errorf("item %d: %+v", i, r)
+			}
+		}
+	})
+	t.Run("ndjson", func(t *testing.T) {
+		body := "{\"influencer_id\":\"n1\",\"product\":\"product\"}\n{\"influencer_id\":\"n2\",\"product\":\"product\"}\n"
+		a := do(t, "POST", e.url+"/"+testKey+"/batch", "application/x-ndjson", []byte(body))
+		if a.code != 202 {
+			t.Fatalf("status %d %s, want 202", a.code, a.body)
+		}
+	})
+	t.Run("all invalid", func(t *testing.T) {
+		a := do(t, "POST", e.url+"/"+testKey+"/batch", "", []byte(`[{"product":"product"}]`))
+		if a.code != 400 {
+			t.Fatalf("status %d %s, want 400", a.code, a.body)
+		}
+	})
+	t.Run("too many items", func(t *testing.T) {
+		body := "[" + strings.Repeat(`{},`, 1000) + "{}]"
+		a := do(t, "POST", e.url+"/"+testKey+"/batch", "", []byte(body))
+		if a.code != 400 || a.json(t)["field"] != "body" {
+			t.Fatalf("status %d %s, want 400 on body", a.code, a.body)
+		}
+	})
+	t.Run("unknown key", func(t *testing.T) {
+		a := do(t, "POST", e.url+"/unknown-access-key/batch", "", []byte(`[{"influencer_id":"a","product":"product"}]`))
+		if a.code != 401 {
+			t.Fatalf("status %d, want 401", a.code)
+		}
+	})
+	recs := kafkatest.ReadAll(t, e.b.Addr(), e.names.Postbacks(), 4, 10*time.Second)
+	if len(recs) != 4 {
+		t.Fatalf("read %d records from the topic, want 4", len(recs))
+	}
+	var withEventID int
+	for _, r := range recs {
+		var p schemas.Postback
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.EventID == "tx-1" {
+			withEventID++
+		}
+	}
+	if withEventID != 1 {
+		t.Errorf("%d records carry event_id tx-1, want 1", withEventID)
+	}
+}
+
+// TestRecordInTopic posts the seed example and reads the record back: key,
+// partition (sarama-compatible), fields, fingerprint, no IP anywhere, and
+// conformance to schemas/postback.v1.schema.json.
+func TestRecordInTopic(t *testing.T) {
+	e := startEdge(t, nil)
+	before := time.Now().UTC()
+	a := do(t, "POST", e.url+"/"+testKey, "application/json", []byte(seedBody))
+	if a.code != 202 {
+		t.Fatalf("status %d %s", a.code, a.body)
+	}
+	id := a.json(t)["id"].(string)
+	get := do(t, "GET", e.url+"/"+testKey+"?influencer_id=influ_test&product=product&ip="+testSeedIP+"&user_agent="+url.QueryEscape(testSeedUA)+"&event_id=tx%2042", "", nil)
+	if get.code != 202 {
+		t.Fatalf("GET status %d %s", get.code, get.body)
+	}
+	v6 := do(t, "POST", e.url+"/"+anyProdKey, "", []byte(`{"influencer_id":"x","product":"y","ip":"2001:db8::7","user_agent":"UA"}`))
+	if v6.code != 202 {
+		t.Fatalf("IPv6 status %d %s", v6.code, v6.body)
+	}
+
+	recs := kafkatest.ReadAll(t, e.b.Addr(), e.names.Postbacks(), 3, 10*time.Second)
+	if len(recs) != 3 {
+		t.Fatalf("read %d records, want 3", len(recs))
+	}
+	schema := compileSchema(t, schemas.PostbackV1Schema)
+	var first, second schemas.Postback
+	for _, r := range recs {
+		for _, ip := range []string{testSeedIP, "2001:db8::7", "132.244", hex.EncodeToString([]byte(testSeedIP))} {
+			if bytes.Contains(r.Value, []byte(ip)) || bytes.Contains(r.Key, []byte(ip)) {
+				t.Errorf("the topic holds the IP %q: %s", ip, r.Value)
+			}
+			for _, h := range r.Headers {
+				if bytes.Contains(h.Value, []byte(ip)) {
+					t.Errorf("a header holds the IP %q", ip)
+				}
+			}
+		}
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(inst); err != nil {
+			t.Errorf("record %s does not match postback.v1.schema.json: %v", r.Value, err)
+		}
+		if want := kafkautil.PartitionFor(r.Key, testPartits); r.Partition != want {
+			t.Errorf("key %s on partition %d, want %d (sarama FNV-1a)", r.Key, r.Partition, want)
+		}
+		var p schemas.Postback
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			t.Fatal(err)
+		}
+		switch p.ID {
+		case id:
+			first = p
+		case get.json(t)["id"]:
+			second = p
+		}
+		if r.Partition < 0 {
+			t.Fatal("negative partition")
+		}
+	}
+	if first.ID == "" || second.ID == "" {
+		t.Fatalf("records with the answered ids not found")
+	}
+	if string(recs[0].Key) != "default/product/influ_test" {
+		t.Errorf("key %q, want default/product/influ_test", recs[0].Key)
+	}
+	want := schemas.Attrs{
+		InfluencerID: "influ_test", Product: "product", EventType: "reg", EventName: "registration",
+		Campaign: "Jan2024_special_event", Medium: "Influencer", Source: "twitch", Country: "FR",
+	}
+	if first.Attrs != want {
+		t.Errorf("attrs %+v\nwant %+v", first.Attrs, want)
+	}
+	paris, _ := time.LoadLocation("Europe/Paris")
+	if first.V != 1 || first.CustomerCode != "default" || first.TimeZone != "Europe/Paris" || !first.AntiCheat ||
+		first.Day != schemas.DayOf(first.ReceivedAt, paris) || first.ReceivedAt.Before(before.Add(-time.Second)) ||
+		first.ReceivedAt.Location() != time.UTC {
+		t.Errorf("record %+v", first)
+	}
+	if len(first.Visitor) != 64 {
+		t.Errorf("visitor %q, want 64 hex digits", first.Visitor)
+	}
+	if first.Visitor != second.Visitor {
+		t.Errorf("the same ip and user agent on the same day gave two fingerprints: %s, %s", first.Visitor, second.Visitor)
+	}
+	if second.EventID != "tx 42" || second.EventType != schemas.DefaultEventType {
+		t.Errorf("GET record %+v", second)
+	}
+	salt, ok := e.salts.get(first.Day)
+	if !ok || Fingerprint(salt, "default", testSeedIP, testSeedUA) != first.Visitor {
+		t.Errorf("the visitor is not HMAC(salt of %s, customer|ip|user_agent)", first.Day)
+	}
+}
+
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	b, err := schemas.Schema(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestRequestSchema checks the API body schema against the seed example and
+// the edge's own validation of a few bodies.
+func TestRequestSchema(t *testing.T) {
+	s := compileSchema(t, schemas.PostbackRequestSchema)
+	for body, valid := range map[string]bool{
+		seedBody: true,
+		`{"product":"p"}`: false,
+		`{"influencer_id":"a","product":"p","country":"FRA"}`: false,
+		`{"influencer_id":"a","product":"p","extra":1}`:       true,
+	} {
+		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Validate(inst)
+		var r Request
+		edgeOK := DecodeJSON([]byte(body), &r) == nil && r.Validate() == nil
+		if (err == nil) != valid || edgeOK != valid {
+			t.Errorf("%s: schema error %v, edge accepts %v; want valid=%v", body, err, edgeOK, valid)
+		}
+	}
+}
+
+// TestBrokerDown stops the broker under a running edge: every answer is a
+// 503 with Retry-After, none is a 2xx, and each comes within the bound.
+func TestBrokerDown(t *testing.T) {
+	var logs lockedBuffer
+	e := startEdge(t, func(c *Config) {
+		c.ProduceTimeout = 300 * time.Millisecond
+		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	if a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody)); a.code != 202 {
+		t.Fatalf("before the outage: %d %s", a.code, a.body)
+	}
+	e.b.Close()
+	client := &http.Client{Timeout: 5 * time.Second} // far above the bound: a hang fails the test
+	for i := range 5 {
+		for _, path := range []string{"/" + testKey, "/" + testKey + "/batch"} {
+			body := seedBody
+			if strings.HasSuffix(path, "batch") {
+				body = "[" + seedBody + "]"
+			}
+			resp, err := client.Post(e.url+path, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("request %d to %s: %d %s, Retry-After %q; want 503 with Retry-After", i, path, resp.StatusCode, b, resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	if a := do(t, "GET", e.url+"/readyz", "", nil); a.code != 503 {
+		t.Errorf("/readyz answered %d with the broker down", a.code)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "503") && !strings.Contains(out, "answering 503") {
+		t.Errorf("the outage was not logged:\n%s", out)
+	}
+	if strings.Contains(out, testKey) || strings.Contains(out, testSeedIP) {
+		t.Errorf("the log holds an access key or an IP:\n%s", out)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := startEdge(t, func(c *Config) { c.Registerer = reg })
+	if a := do(t, "GET", e.url+"/healthz", "", nil); a.code != 200 {
+		t.Fatalf("/healthz %d", a.code)
+	}
+	do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
+	do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
+	a := do(t, "GET", e.url+"/metrics", "", nil)
+	for _, want := range []string{
+		`streamtools_ingest_requests_total{code="202",endpoint="post"} 1`,
+		`streamtools_ingest_requests_total{code="401",endpoint="post"} 1`,
+		`streamtools_ingest_produce_seconds_count 1`,
+		`streamtools_ingest_postbacks_total{result="accepted"} 1`,
+		`streamtools_ingest_salt_days 4`,
+	} {
+		if !strings.Contains(string(a.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestRedactPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/test-access-key": "/{key}", "/test-access-key/batch": "/{key}/batch", "/metrics": "/metrics",
+	} {
+		if got := redactPath(in); got != want || strings.Contains(got, "access") {
+			t.Errorf("redactPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// readSalts returns every record of the salts topic.
+func readSalts(t *testing.T, addr, topic string, want int) []*kgo.Record {
+	return kafkatest.ReadAll(t, addr, topic, want, 10*time.Second)
+}
