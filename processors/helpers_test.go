@@ -1,0 +1,322 @@
+package processors_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/processors"
+	"github.com/streamtools/streamtools/processors/internal/statscore"
+	"github.com/streamtools/streamtools/processors/statscampaign"
+	"github.com/streamtools/streamtools/processors/statsday"
+	"github.com/streamtools/streamtools/processors/statsinfluencer"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+const testPartitions = 4
+
+func testLog(t testing.TB) *slog.Logger {
+	if os.Getenv("PROCESSORS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startPipeline runs one instance until the test ends or stop is called.
+func startPipeline(t testing.TB, addr string, n schemas.Names, dir string, mod ...func(*processors.Config)) (stop func()) {
+	t.Helper()
+	cfg := processors.Config{
+		Brokers: []string{addr}, Names: n, StateDir: dir, Log: testLog(t),
+		Partitions: testPartitions, MaintainEvery: -1,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := processors.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("pipeline stopped with: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("pipeline did not stop within 60s")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// produce writes postbacks keyed and partitioned as the edge does, in order.
+func produce(t testing.TB, cl *kgo.Client, n schemas.Names, pbs []schemas.Postback) {
+	t.Helper()
+	recs := make([]*kgo.Record, len(pbs))
+	for i := range pbs {
+		b, err := json.Marshal(&pbs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: n.Postbacks(), Key: []byte(schemas.InfluencerKey(pbs[i].CustomerCode, pbs[i].Product, pbs[i].InfluencerID)), Value: b}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// latest reads topic from the start to its current end and returns the
+// latest value of every key (deleted keys absent).
+func latest(t testing.TB, addr, topic string) map[string][]byte {
+	t.Helper()
+	cl := kafkatest.Client(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	out := map[string][]byte{}
+	if len(want) == 0 {
+		return out
+	}
+	offs := map[string]map[int32]kgo.Offset{topic: {}}
+	for p := range want {
+		offs[topic][p] = kgo.NewOffset().AtStart()
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	for len(want) > 0 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v", topic, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				delete(out, string(r.Key))
+			} else {
+				out[string(r.Key)] = r.Value
+			}
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// counts is the comparable part of a Stats row.
+type counts struct {
+	Customer, Product, Influencer, Campaign, Day string
+	ByType                                       map[string]schemas.Counts
+	Total                                        int64
+}
+
+func tableCounts(t testing.TB, addr, topic string) map[string]counts {
+	out := map[string]counts{}
+	for k, v := range latest(t, addr, topic) {
+		var s schemas.Stats
+		if err := json.Unmarshal(v, &s); err != nil {
+			t.Fatalf("decoding %s row %q: %v", topic, k, err)
+		}
+		out[k] = counts{s.CustomerCode, s.Product, s.InfluencerID, s.Campaign, s.Day, s.ByType, s.Total}
+	}
+	return out
+}
+
+// ref is the reference: the three tables computed directly from the input.
+type ref struct {
+	Influencer, Campaign, Day map[string]counts
+	Verdicts                  map[string]string // postback id -> verdict/reason
+}
+
+// reference decides every postback in input order, as the spec says: a
+// repeated event_id of a customer within retention, then a repeated
+// (customer, product, event_type, day, visitor) with anti-cheat on, is a
+// duplicate; the first one counts. Each claim is taken by the first
+// postback asking for it, counted or not.
+func reference(pbs []schemas.Postback, retention time.Duration) ref {
+	r := ref{map[string]counts{}, map[string]counts{}, map[string]counts{}, map[string]string{}}
+	type claim struct {
+		owner string
+		at    time.Time
+	}
+	eventIDs := map[string]claim{}
+	visitors := map[string]string{}
+	add := func(m map[string]counts, key string, id counts, et, verdict, reason string) {
+		c, ok := m[key]
+		if !ok {
+			c = id
+			c.ByType = map[string]schemas.Counts{}
+		}
+		bt := c.ByType[et]
+		if verdict == schemas.VerdictCounted {
+			bt.Counted++
+			c.Total++
+		} else {
+			if bt.Duplicates == nil {
+				bt.Duplicates = map[string]int64{}
+			}
+			bt.Duplicates[reason]++
+		}
+		c.ByType[et] = bt
+		m[key] = c
+	}
+	for _, pb := range pbs {
+		et := pb.EventType
+		if et == "" {
+			et = schemas.DefaultEventType
+		}
+		dupID, dupVisitor := false, false
+		if pb.EventID != "" {
+			k := pb.CustomerCode + "\x00" + pb.EventID
+			c, ok := eventIDs[k]
+			if !ok || pb.ReceivedAt.Sub(c.at) >= retention {
+				eventIDs[k] = claim{pb.ID, pb.ReceivedAt}
+			} else if c.owner != pb.ID {
+				dupID = true
+			}
+		}
+		if pb.AntiCheat && pb.Visitor != "" {
+			k := strings.Join([]string{pb.CustomerCode, pb.Product, et, pb.Day, pb.Visitor}, "\x00")
+			if o, ok := visitors[k]; !ok {
+				visitors[k] = pb.ID
+			} else if o != pb.ID {
+				dupVisitor = true
+			}
+		}
+		verdict, reason := schemas.VerdictCounted, ""
+		switch {
+		case dupID:
+			verdict, reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateEventID
+		case dupVisitor:
+			verdict, reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
+		}
+		r.Verdicts[pb.ID] = verdict + "/" + reason
+		add(r.Influencer, schemas.InfluencerKey(pb.CustomerCode, pb.Product, pb.InfluencerID),
+			counts{pb.CustomerCode, pb.Product, pb.InfluencerID, "", "", nil, 0}, et, verdict, reason)
+		add(r.Campaign, schemas.CampaignKey(pb.CustomerCode, pb.Product, pb.InfluencerID, pb.Campaign),
+			counts{pb.CustomerCode, pb.Product, pb.InfluencerID, pb.Campaign, "", nil, 0}, et, verdict, reason)
+		add(r.Day, schemas.DayKey(pb.CustomerCode, pb.Product, pb.InfluencerID, pb.Campaign, pb.Day),
+			counts{pb.CustomerCode, pb.Product, pb.InfluencerID, pb.Campaign, pb.Day, nil, 0}, et, verdict, reason)
+	}
+	return r
+}
+
+// waitTables waits until the three stats tables equal the reference.
+func waitTables(t testing.TB, addr string, n schemas.Names, want ref, timeout time.Duration) {
+	t.Helper()
+	tables := []struct {
+		topic string
+		want  map[string]counts
+	}{
+		{n.TableTopic(string(statsinfluencer.Group(n))), want.Influencer},
+		{n.TableTopic(string(statscampaign.Group(n))), want.Campaign},
+		{n.TableTopic(string(statsday.Group(n))), want.Day},
+	}
+	deadline := time.Now().Add(timeout)
+	for _, tb := range tables {
+		for {
+			got := tableCounts(t, addr, tb.topic)
+			if reflect.DeepEqual(got, tb.want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("table %s differs from the reference:\n%s", tb.topic, diff(got, tb.want))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func diff(got, want map[string]counts) string {
+	var lines []string
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			lines = append(lines, fmt.Sprintf("missing %q: want %+v", k, w))
+		} else if !reflect.DeepEqual(g, w) {
+			lines = append(lines, fmt.Sprintf("%q:\n   got  %+v\n   want %+v", k, g, w))
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			lines = append(lines, fmt.Sprintf("unexpected %q: %+v", k, g))
+		}
+	}
+	sort.Strings(lines)
+	if len(lines) > 20 {
+		lines = append(lines[:20], fmt.Sprintf("... and %d more", len(lines)-20))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// gen makes n postbacks over a few customers, influencers, campaigns and
+// event types, with repeated visitors and event ids (never shared between
+// influencers, so the reference's "first" is the input order of one key).
+func gen(seed uint64, n int, start time.Time, step time.Duration) []schemas.Postback {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	type cust struct {
+		code, tz string
+		ac       bool
+	}
+	custs := []cust{{"acme", "Europe/Paris", true}, {"globex", "America/New_York", false}, {"ini tech", "Asia/Tokyo", true}}
+	out := make([]schemas.Postback, 0, n)
+	for i := 0; i < n; i++ {
+		c := custs[rng.IntN(len(custs))]
+		loc, _ := time.LoadLocation(c.tz)
+		infl := fmt.Sprintf("influ_%d", rng.IntN(5))
+		at := start.Add(time.Duration(i) * step).UTC()
+		pb := schemas.Postback{
+			V: schemas.PostbackVersion, ID: fmt.Sprintf("pb-%d-%d", seed, i), ReceivedAt: at,
+			CustomerCode: c.code, TimeZone: c.tz, Day: schemas.DayOf(at, loc), AntiCheat: c.ac,
+			Attrs: schemas.Attrs{
+				InfluencerID: infl, Product: []string{"product", "app"}[rng.IntN(2)],
+				EventType: []string{"reg", "dl", ""}[rng.IntN(3)],
+				Campaign:  []string{"", "Jan2024_special_event", "été 2024"}[rng.IntN(3)],
+			},
+		}
+		if rng.IntN(3) > 0 {
+			pb.Visitor = fmt.Sprintf("v-%s-%d", infl, rng.IntN(8))
+		}
+		if rng.IntN(3) == 0 {
+			pb.EventID = fmt.Sprintf("tx-%s-%d", infl, rng.IntN(n/4+1))
+		}
+		out = append(out, pb)
+	}
+	return out
+}
+
+var _ = statscore.Apply

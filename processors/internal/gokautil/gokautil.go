@@ -1,0 +1,133 @@
+// Package gokautil is the goka plumbing every StreamTools processor shares:
+// the sarama configuration that keeps per-partition order and low latency,
+// a topic manager fit for a single broker, a LevelDB storage directory wiped
+// at start (the changelog is the only source of truth), a slog adapter, and
+// dead-lettering. It holds no business logic.
+package gokautil
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// SaramaConfig returns the sarama configuration of every processor:
+//   - new groups start at the OLDEST offset, so a new generation replays
+//     the whole postbacks topic (goka's default is the newest);
+//   - an idempotent producer with one request in flight and acks=all, so
+//     records of one partition are written in the order they were emitted
+//     and a retry never reorders or duplicates them;
+//   - producer retries for about 80 minutes: an emit that gave up would
+//     let later emits of the same partition pass it (a gap that per-key
+//     sequence numbers cannot repair), so a broker outage stalls instead;
+//   - flush as soon as possible (Frequency and Bytes 0): goka's default
+//     100 ms flush adds 100 ms per hop;
+//   - no compression: the records are small and latency matters more.
+func SaramaConfig() *sarama.Config {
+	c := goka.DefaultConfig()
+	c.Version = sarama.V2_1_0_0
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.MaxWaitTime = 100 * time.Millisecond
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1
+	// sarama sizes a slice by Retry.Max: 1000 retries backing off up to 5 s
+	// keep retrying for about 80 minutes.
+	c.Producer.Retry.Max = 1000
+	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
+		return min(100*time.Millisecond<<min(retries, 6), 5*time.Second)
+	}
+	c.Producer.Flush.Frequency = 0
+	c.Producer.Flush.Bytes = 0
+	c.Producer.Flush.Messages = 0
+	c.Producer.Compression = sarama.CompressionNone
+	return c
+}
+
+// Options configures one goka processor.
+type Options struct {
+	// StateDir is the processor's local LevelDB directory. It is wiped at
+	// start: goka then rebuilds it from the table changelog, which stays the
+	// only source of truth (a local store that survived a crash may hold
+	// writes the changelog never got). Each instance needs its own.
+	StateDir string
+	Log      *slog.Logger
+	// ClientID names the Kafka clients, e.g. the group name.
+	ClientID string
+}
+
+// ProcessorOptions returns the goka options of a processor: builders with
+// SaramaConfig, a topic manager creating table and loop topics with
+// replication factor 1 (ReplicationFactor overrides it), LevelDB storage in
+// a freshly wiped StateDir.
+func ProcessorOptions(o Options, replication int) ([]goka.ProcessorOption, error) {
+	if o.StateDir == "" {
+		return nil, fmt.Errorf("processors: StateDir is empty: set a local directory for the processor's state")
+	}
+	if err := os.RemoveAll(o.StateDir); err != nil {
+		return nil, fmt.Errorf("wiping the local state in %s: %w", o.StateDir, err)
+	}
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the local state directory %s: %w", o.StateDir, err)
+	}
+	if replication < 1 {
+		replication = 1
+	}
+	tm := goka.NewTopicManagerConfig()
+	tm.Table.Replication = replication
+	tm.Stream.Replication = replication
+	// The loop topic carries claims and releases in flight: keep them for a
+	// week (goka's default is one hour), so that a processor down for longer
+	// than that still finds them.
+	tm.Stream.Retention = 7 * 24 * time.Hour
+	return []goka.ProcessorOption{
+		goka.WithClientID(o.ClientID),
+		goka.WithLogger(Logger(o.Log)),
+		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Clean(o.StateDir))),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(SaramaConfig(), tm)),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(SaramaConfig())),
+		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(SaramaConfig())),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(SaramaConfig())),
+	}, nil
+}
+
+// slogLogger adapts slog to goka.Logger (goka logs at info level only).
+type slogLogger struct{ l *slog.Logger }
+
+// Logger returns a goka.Logger writing to l at debug level: goka's own
+// messages are chatty (every partition start and stop).
+func Logger(l *slog.Logger) goka.Logger {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return slogLogger{l.With("component", "goka")}
+}
+
+func (s slogLogger) Print(v ...any)                 { s.l.Debug(fmt.Sprint(v...)) }
+func (s slogLogger) Println(v ...any)               { s.l.Debug(fmt.Sprint(v...)) }
+func (s slogLogger) Printf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+
+// DeadLetter sends the current input record to the dead-letter topic with
+// its reason and original bytes. The group must declare
+// goka.Output(deadLetterTopic, schemas.DeadLetterCodec).
+func DeadLetter(ctx goka.Context, topic goka.Stream, processor string, raw []byte, reason string) {
+	ctx.Emit(topic, ctx.Key(), &schemas.DeadLetter{
+		V:          schemas.DeadLetterVersion,
+		Topic:      string(ctx.Topic()),
+		Partition:  ctx.Partition(),
+		Offset:     ctx.Offset(),
+		Key:        []byte(ctx.Key()),
+		Value:      raw,
+		Reason:     reason,
+		Processor:  processor,
+		RecordedAt: time.Now().UTC(),
+	})
+}
