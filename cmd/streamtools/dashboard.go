@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v3"
+
+	"github.com/streamtools/streamtools/dashboard"
+	"github.com/streamtools/streamtools/sinks"
+)
+
+// demoLogin is the dashboard login dev seeds for the demo customer.
+const demoLogin = "demo"
+
+var (
+	flagDashboardListen = &cli.StringFlag{Name: "listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
+		Usage: "host:port the dashboard listens on"}
+	flagWidgetBaseURL = &cli.StringFlag{Name: "widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
+		Usage: "widgetd's base URL, for the widget links ({base}/{customer}/{product}/{influencer}[/{campaign}]) and the live preview"}
+	flagWidgetDomain = &cli.StringFlag{Name: "widget-domain", Value: "streamtools.io", Sources: env("widget-domain"),
+		Usage: "domain of the public widget links https://{product}-widget-{customer}.{domain}/{influencer}/{campaign}"}
+	flagCookieSecure = &cli.BoolFlag{Name: "cookie-secure", Sources: env("cookie-secure"),
+		Usage: "mark cookies Secure: set it when users reach the dashboard over HTTPS"}
+	flagSessionTTL = &cli.DurationFlag{Name: "session-ttl", Value: 7 * 24 * time.Hour, Sources: env("session-ttl"),
+		Usage: "how long a dashboard login lasts"}
+)
+
+func init() {
+	usersDB := []cli.Flag{flagDatabaseURL}
+	register(&cli.Command{
+		Name:  "dashboard",
+		Usage: "serve the brands' dashboard (pages and JSON API over Postgres); `dashboard users` manages its logins",
+		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
+			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
+		Flags: append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
+			flagCookieSecure, flagSessionTTL}, logFlags()...),
+		Action: runDashboard,
+		Commands: []*cli.Command{{
+			Name:  "users",
+			Usage: "create, list and delete dashboard logins (one customer each; distinct from postback access keys)",
+			Commands: []*cli.Command{
+				{
+					Name:  "create",
+					Usage: "create a login for a customer; prints a generated password once",
+					Flags: append([]cli.Flag{
+						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
+						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
+						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
+					}, usersDB...),
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
+							pw, generated, err := passwordFrom(cmd)
+							if err != nil {
+								return err
+							}
+							u, err := dashboard.CreateUser(ctx, pool, cmd.String("customer"), cmd.String("login"), pw)
+							if err != nil {
+								if errors.Is(err, dashboard.ErrUserExists) {
+									return fmt.Errorf("%w (use `dashboard users reset-password`)", err)
+								}
+								return err
+							}
+							fmt.Printf("created login %s for customer %s\n", u.Login, u.CustomerCode)
+							if generated {
+								fmt.Printf("password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
+							}
+							return nil
+						})
+					},
+				},
+				{
+					Name:  "reset-password",
+					Usage: "give a login a new password (prints a generated one) and end its sessions",
+					Flags: append([]cli.Flag{
+						&cli.StringFlag{Name: "login", Required: true, Usage: "login name"},
+						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
+					}, usersDB...),
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
+							pw, generated, err := passwordFrom(cmd)
+							if err != nil {
+								return err
+							}
+							if err := dashboard.SetPassword(ctx, pool, cmd.String("login"), pw); err != nil {
+								return err
+							}
+							fmt.Printf("password of %s changed; its sessions ended\n", cmd.String("login"))
+							if generated {
+								fmt.Printf("password: %s\n", pw)
+							}
+							return nil
+						})
+					},
+				},
+				{
+					Name:  "list",
+					Usage: "list logins",
+					Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's logins"}}, usersDB...),
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
+							users, err := dashboard.ListUsers(ctx, pool, cmd.String("customer"))
+							if err != nil {
+								return err
+							}
+							w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+							fmt.Fprintln(w, "CUSTOMER\tLOGIN\tCREATED\tLAST LOGIN")
+							for _, u := range users {
+								last := "never"
+								if u.LastLoginAt != nil {
+									last = u.LastLoginAt.UTC().Format(time.RFC3339)
+								}
+								fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", u.CustomerCode, u.Login, u.CreatedAt.UTC().Format(time.RFC3339), last)
+							}
+							return w.Flush()
+						})
+					},
+				},
+				{
+					Name:      "delete",
+					Usage:     "delete a login; its sessions end at once",
+					ArgsUsage: " ",
+					Flags:     append([]cli.Flag{&cli.StringFlag{Name: "login", Required: true, Usage: "login name"}}, usersDB...),
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
+							if err := dashboard.DeleteUser(ctx, pool, cmd.String("login")); err != nil {
+								return err
+							}
+							fmt.Printf("deleted login %s\n", cmd.String("login"))
+							return nil
+						})
+					},
+				},
+			},
+		}},
+	})
+
+	registerDev(devPart{Name: "dashboard", Order: 50, Start: startDevDashboard},
+		&cli.StringFlag{Name: "dashboard-listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
+			Usage: "host:port of the dashboard"},
+		&cli.StringFlag{Name: "dashboard-widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
+			Usage: "widgetd's base URL as the dashboard links it"},
+	)
+}
+
+// withDB opens a pool on --database-url, applies pending migrations and
+// runs fn.
+func withDB(ctx context.Context, cmd *cli.Command, fn func(*pgxpool.Pool) error) error {
+	url := cmd.String("database-url")
+	if url == "" {
+		return errors.New("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to")
+	}
+	if _, err := sinks.Migrate(ctx, url, nil); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connecting to the database: %w", err)
+	}
+	defer pool.Close()
+	return fn(pool)
+}
+
+func passwordFrom(cmd *cli.Command) (pw string, generated bool, err error) {
+	if !cmd.Bool("password-stdin") {
+		return dashboard.GeneratePassword(), true, nil
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", false, fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), false, nil
+}
+
+func runDashboard(ctx context.Context, cmd *cli.Command) error {
+	log, err := loggerFrom(cmd)
+	if err != nil {
+		return err
+	}
+	url := cmd.String("database-url")
+	if url == "" {
+		return errors.New("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to")
+	}
+	if _, err := sinks.Migrate(ctx, url, log); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connecting to the database: %w", err)
+	}
+	defer pool.Close()
+	srv, err := dashboard.New(dashboard.Config{
+		Addr: cmd.String("listen"), WidgetBaseURL: cmd.String("widget-base-url"), WidgetDomain: cmd.String("widget-domain"),
+		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), Log: log,
+	}, pool)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// startDevDashboard runs the dashboard in dev, with a login for the demo
+// customer whose password is kept in the data directory, so that it and
+// the browser's session survive restarts.
+func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	if env.DatabaseURL == "" {
+		env.Banner = append(env.Banner, "dashboard  off: it needs Postgres (see the postgres line)")
+		return nil, nil
+	}
+	if _, err := sinks.Migrate(ctx, env.DatabaseURL, env.Log); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, env.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	password, err := seedDemoLogin(ctx, pool, filepath.Join(env.DataDir, "dashboard-demo-password"))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	addr := env.Cmd.String("dashboard-listen")
+	srv, err := dashboard.New(dashboard.Config{Addr: addr, WidgetBaseURL: env.Cmd.String("dashboard-widget-base-url"),
+		Log: env.Log.With("component", "dashboard")}, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s)",
+		dashboard.LoginURL(addr, demoLogin), demoLogin, password, demoCustomer))
+	return func(ctx context.Context) error {
+		defer pool.Close()
+		return srv.Run(ctx)
+	}, nil
+}
+
+// seedDemoLogin makes sure the demo login exists with the password kept in
+// file, creating either as needed, and returns the password.
+func seedDemoLogin(ctx context.Context, pool *pgxpool.Pool, file string) (string, error) {
+	b, err := os.ReadFile(file)
+	password := strings.TrimSpace(string(b))
+	if err != nil || len(password) < dashboard.MinPasswordLen {
+		password = dashboard.GeneratePassword()
+		if err := os.WriteFile(file, []byte(password+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("saving the demo dashboard password: %w", err)
+		}
+	}
+	_, err = dashboard.Authenticate(ctx, pool, demoLogin, password)
+	switch {
+	case err == nil:
+		return password, nil
+	case !errors.Is(err, dashboard.ErrBadPassword):
+		return "", err
+	}
+	// No demo login yet, or its password changed since the file was made.
+	_, err = dashboard.CreateUser(ctx, pool, demoCustomer, demoLogin, password)
+	if errors.Is(err, dashboard.ErrUserExists) {
+		err = dashboard.SetPassword(ctx, pool, demoLogin, password)
+	}
+	if err != nil {
+		return "", fmt.Errorf("seeding the demo dashboard login: %w", err)
+	}
+	return password, nil
+}
