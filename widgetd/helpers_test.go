@@ -1,0 +1,214 @@
+package widgetd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	fws "github.com/fasthttp/websocket"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/kafkautil"
+	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// system is a broker with the core topics and both stats tables, a tenant
+// with products, and a producer of stats rows: the contract widgetd reads.
+type system struct {
+	t       testing.TB
+	brokers []string
+	names   schemas.Names
+	cl      *kgo.Client
+}
+
+func newSystem(t testing.TB, dataDir string) *system {
+	t.Helper()
+	b := kafkatest.Start(t, dataDir)
+	names := kafkatest.Names(t)
+	kafkatest.CreateCoreTopics(t, b.Addr(), names, 3)
+	sys := &system{t: t, brokers: []string{b.Addr()}, names: names, cl: kafkatest.Client(t, b.Addr())}
+	compact := "compact"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := kafkautil.EnsureTopics(ctx, sys.cl, []kafkautil.TopicSpec{
+		{Name: sys.inflTopic(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact}},
+		{Name: sys.campTopic(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sys
+}
+
+func (s *system) inflTopic() string {
+	return s.names.TableTopic(s.names.Group(schemas.GroupStatsInfluencer))
+}
+
+func (s *system) campTopic() string {
+	return s.names.TableTopic(s.names.Group(schemas.GroupStatsCampaign))
+}
+
+func (s *system) putCustomer(c schemas.Customer) {
+	s.t.Helper()
+	if c.TimeZone == "" {
+		c.TimeZone = "UTC"
+	}
+	if err := tenant.PutCustomer(context.Background(), s.cl, s.names, c); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// putStats writes an influencer row (campaign == nil) or a campaign row,
+// as the processors would; counted maps event types to counted events.
+func (s *system) putStats(customer, product, influencer string, campaign *string, counted map[string]int64, dups int64) {
+	s.t.Helper()
+	st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: customer, Product: product, InfluencerID: influencer,
+		ByType: map[string]schemas.Counts{}, UpdatedAt: time.Now().UTC()}
+	for et, n := range counted {
+		st.ByType[et] = schemas.Counts{Counted: n, Duplicates: map[string]int64{schemas.ReasonDuplicateVisitor: dups}}
+		st.Total += n
+	}
+	topic, key := s.inflTopic(), schemas.InfluencerKey(customer, product, influencer)
+	if campaign != nil {
+		st.Campaign = *campaign
+		topic, key = s.campTopic(), schemas.CampaignKey(customer, product, influencer, *campaign)
+	}
+	b, err := schemas.StatsCodec.Encode(st)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.produce(topic, key, b)
+}
+
+func (s *system) produce(topic, key string, value []byte) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// startServer runs a widgetd on addr until the test ends or stop is
+// called, and waits until it is ready.
+func (s *system) startServer(addr string, mod ...func(*Config)) (srv *Server, stop func()) {
+	s.t.Helper()
+	cfg := Config{Addr: addr, Brokers: s.brokers, Names: s.names, Domain: "example.test", HeartbeatInterval: 200 * time.Millisecond}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			s.t.Errorf("widgetd Run: %v", err)
+		}
+	}
+	s.t.Cleanup(stop)
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		s.t.Fatalf("widgetd stopped before ready: %v", err)
+	case <-time.After(20 * time.Second):
+		s.t.Fatal("widgetd not ready after 20s")
+	}
+	return srv, stop
+}
+
+// wsClient reads widget messages, skipping heartbeats unless asked.
+type wsClient struct {
+	t    testing.TB
+	conn *fws.Conn
+}
+
+func dialWS(t testing.TB, srv *Server, path string) *wsClient {
+	t.Helper()
+	conn, resp, err := fws.DefaultDialer.Dial("ws://"+srv.Addr()+path, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dialing %s: %v (status %d)", path, err, status)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &wsClient{t: t, conn: conn}
+}
+
+type wireMsg struct {
+	Message
+	TS int64 `json:"ts"`
+}
+
+func (c *wsClient) next(withHeartbeats bool) wireMsg {
+	c.t.Helper()
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := c.conn.ReadMessage()
+		if err != nil {
+			c.t.Fatalf("reading the websocket: %v", err)
+		}
+		var m wireMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			c.t.Fatalf("decoding %s: %v", b, err)
+		}
+		if m.Type == "heartbeat" && !withHeartbeats {
+			continue
+		}
+		return m
+	}
+}
+
+// closeCode waits for the server to close the websocket and returns the
+// close code.
+func (c *wsClient) closeCode() int {
+	c.t.Helper()
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err := c.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *fws.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		c.t.Fatalf("reading until close: %v", err)
+	}
+}
+
+func getJSON(t testing.TB, url string, host string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("GET %s: decoding JSON: %v", url, err)
+	}
+	return resp.StatusCode, body
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,287 @@
+package widgetd
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// table is one of the two stats tables widgetd tails.
+type table uint8
+
+const (
+	tableInfluencer table = iota
+	tableCampaign
+)
+
+// rowID names a row of a stats table by its message key.
+type rowID struct {
+	table table
+	key   string
+}
+
+// row is what widgetd keeps of a stats row: counted events by event type
+// (duplicates never reach a widget).
+type row struct {
+	counts  map[string]int64
+	updated time.Time
+}
+
+// rowUpdate is one changelog record; counts is nil for a deleted row.
+type rowUpdate struct {
+	id      rowID
+	counts  map[string]int64
+	updated time.Time
+}
+
+// hub holds every row and fans changes out to the subscribed websockets.
+// Subscribers of the same row with the same URL parameters share a view, so
+// a change is encoded once per view, not once per connection.
+type hub struct {
+	heartbeat time.Duration
+
+	mu     sync.Mutex
+	rows   map[rowID]row    // guarded by mu
+	topics map[rowID]*topic // rows with subscribers; guarded by mu
+}
+
+type topic struct {
+	views map[string]*view // by overrides fingerprint
+}
+
+// view is one widget with one set of settings and its subscribers.
+type view struct {
+	w        Widget
+	o        Overrides
+	settings Settings
+	subs     map[*subscriber]struct{}
+	core     []byte // the last encoded state without updated_at, to skip no-op changes
+	body     []byte // the last message body: a JSON object without its "type"
+}
+
+// Message is the JSON the websocket sends (type "snapshot" or "update"),
+// and the body of a plain GET of the websocket URL.
+type Message struct {
+	Type       string           `json:"type,omitempty"`
+	Customer   string           `json:"customer_code"`
+	Product    string           `json:"product"`
+	Influencer string           `json:"influencer_id"`
+	Campaign   *string          `json:"campaign,omitempty"`
+	Counts     map[string]int64 `json:"counts"`
+	Total      int64            `json:"total"`
+	Settings
+	// HeartbeatMS is the heartbeat interval: a page that hears nothing for
+	// a few intervals reconnects.
+	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// UpdatedAt is when the processors last changed the row (zero when the
+	// influencer has no counted event yet).
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
+func newHub(heartbeat time.Duration) *hub {
+	return &hub{heartbeat: heartbeat, rows: map[rowID]row{}, topics: map[rowID]*topic{}}
+}
+
+// message returns the current state of w with settings s; guarded by mu.
+func (h *hub) message(w Widget, s Settings) Message {
+	r := h.rows[w.row()]
+	m := Message{
+		Customer: w.Customer, Product: w.Product, Influencer: w.Influencer,
+		Counts: r.counts, Total: s.Total(r.counts), Settings: s,
+		HeartbeatMS: h.heartbeat.Milliseconds(),
+	}
+	if m.Counts == nil {
+		m.Counts = map[string]int64{}
+	}
+	if w.HasCampaign {
+		c := w.Campaign
+		m.Campaign = &c
+	}
+	if !r.updated.IsZero() {
+		u := r.updated
+		m.UpdatedAt = &u
+	}
+	return m
+}
+
+// encode fills v.core and v.body from the current row and reports whether
+// the visible state changed; guarded by mu.
+func (h *hub) encode(v *view) bool {
+	m := h.message(v.w, v.settings)
+	updated := m.UpdatedAt
+	m.UpdatedAt = nil
+	core, err := json.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("widgetd: encoding a widget message: %v", err)) // maps of strings and ints always encode
+	}
+	if v.core != nil && bytes.Equal(core, v.core) {
+		return false
+	}
+	v.core = core
+	body := core
+	if updated != nil {
+		ts, _ := updated.MarshalJSON() // a valid time always marshals
+		body = make([]byte, 0, len(core)+len(ts)+16)
+		body = append(body, core[:len(core)-1]...)
+		body = append(body, `,"updated_at":`...)
+		body = append(body, ts...)
+		body = append(body, '}')
+	}
+	v.body = body
+	return true
+}
+
+// snapshot returns the current state of w as a message body.
+func (h *hub) snapshot(w Widget, s Settings) Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.message(w, s)
+}
+
+// subscribe adds sub to the view of (w, o) and queues its snapshot. The
+// returned function unsubscribes.
+func (h *hub) subscribe(w Widget, o Overrides, s Settings, sub *subscriber) func() {
+	id := w.row()
+	fp := o.fingerprint()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[id]
+	if t == nil {
+		t = &topic{views: map[string]*view{}}
+		h.topics[id] = t
+	}
+	v := t.views[fp]
+	if v == nil {
+		v = &view{w: w, o: o, settings: s, subs: map[*subscriber]struct{}{}}
+		h.encode(v)
+		t.views[fp] = v
+	}
+	v.subs[sub] = struct{}{}
+	sub.offer(v.body, true)
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(v.subs, sub)
+		if len(v.subs) == 0 {
+			delete(t.views, fp)
+			if len(t.views) == 0 {
+				delete(h.topics, id)
+			}
+		}
+	}
+}
+
+// apply stores changelog records and pushes every visible change.
+func (h *hub) apply(ups []rowUpdate) {
+	if len(ups) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	touched := map[rowID]bool{}
+	for _, u := range ups {
+		if u.counts == nil {
+			delete(h.rows, u.id)
+		} else {
+			h.rows[u.id] = row{counts: u.counts, updated: u.updated}
+		}
+		if _, ok := h.topics[u.id]; ok {
+			touched[u.id] = true
+		}
+	}
+	for id := range touched {
+		for _, v := range h.topics[id].views {
+			h.push(v)
+		}
+	}
+}
+
+// push re-encodes v and offers a changed state to its subscribers;
+// guarded by mu.
+func (h *hub) push(v *view) {
+	if !h.encode(v) {
+		return
+	}
+	for sub := range v.subs {
+		sub.offer(v.body, false)
+	}
+}
+
+// resettle re-resolves every view's settings (the tenant registry changed)
+// and pushes the views whose settings changed.
+func (h *hub) resettle(resolve func(Widget, Overrides) (Settings, bool)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.topics {
+		for _, v := range t.views {
+			if s, ok := resolve(v.w, v.o); ok {
+				v.settings = s
+				h.push(v)
+			}
+		}
+	}
+}
+
+// rowCount returns how many rows the hub holds.
+func (h *hub) rowCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rows)
+}
+
+// fingerprint identifies the overrides that change what a view sends.
+func (o Overrides) fingerprint() string {
+	var b bytes.Buffer
+	if o.Title != nil {
+		fmt.Fprintf(&b, "t%q", *o.Title)
+	}
+	if o.Goal != nil {
+		fmt.Fprintf(&b, "g%d", *o.Goal)
+	}
+	if o.EventTypes != nil {
+		fmt.Fprintf(&b, "e%q", o.EventTypes)
+	}
+	fmt.Fprintf(&b, "c%q b%q k%q f%d", o.Color, o.BarColor, o.BgColor, o.FontSize)
+	return b.String()
+}
+
+// subscriber is one websocket's mailbox. Messages carry absolute values, so
+// it keeps only the latest: a slow client gets the newest state, never an
+// unbounded queue.
+type subscriber struct {
+	wake chan struct{} // capacity 1
+
+	mu       sync.Mutex
+	body     []byte // next message body; guarded by mu
+	snapshot bool   // the next message is a snapshot; guarded by mu
+}
+
+func newSubscriber() *subscriber { return &subscriber{wake: make(chan struct{}, 1)} }
+
+// offer replaces the pending message. A pending snapshot stays a snapshot:
+// the page's first message is always one.
+func (s *subscriber) offer(body []byte, snapshot bool) {
+	s.mu.Lock()
+	if s.body == nil {
+		s.snapshot = snapshot
+	} else {
+		s.snapshot = s.snapshot || snapshot
+	}
+	s.body = body
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the pending message, if any.
+func (s *subscriber) take() (body []byte, snapshot bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	body, snapshot = s.body, s.snapshot
+	s.body, s.snapshot = nil, false
+	return body, snapshot
+}
