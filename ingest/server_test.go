@@ -422,7 +422,7 @@ func compileSchema(t *testing.T, name string) *jsonschema.Schema {
 func TestRequestSchema(t *testing.T) {
 	s := compileSchema(t, schemas.PostbackRequestSchema)
 	for body, valid := range map[string]bool{
-		seedBody: true,
+		seedBody:          true,
 		`{"product":"p"}`: false,
 		`{"influencer_id":"a","product":"p","country":"FRA"}`: false,
 		`{"influencer_id":"a","product":"p","extra":1}`:       true,
