@@ -521,6 +521,9 @@ func (s *Server) decode(c *fiber.Ctx, r *Request) error {
 	}
 	ct := rc.Request.Header.ContentType()
 	switch {
+	case looksLikeJSON(c.Body()):
+		// curl -d sends JSON as application/x-www-form-urlencoded unless
+		// told otherwise; a form body never starts with '{'.
 	case hasPrefixFold(ct, "application/x-www-form-urlencoded"):
 		rc.PostArgs().VisitAll(func(k, v []byte) { r.set(string(k), string(v)) })
 		return nil
@@ -530,6 +533,17 @@ func (s *Server) decode(c *fiber.Ctx, r *Request) error {
 	// JSON is the default: many senders send it as text/plain or without a
 	// Content-Type.
 	return DecodeJSON(c.Body(), r)
+}
+
+func looksLikeJSON(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c == '{'
+	}
+	return false
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {

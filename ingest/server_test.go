@@ -157,6 +157,8 @@ func TestStatuses(t *testing.T) {
 	}{
 		{"seed JSON", "POST", "/" + testKey, "application/json", seedBody, 202, ""},
 		{"JSON as text/plain", "POST", "/" + testKey, "text/plain", seedBody, 202, ""},
+		{"JSON as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", seedBody, 202, ""},
+		{"JSON without Content-Type", "POST", "/" + testKey, "", seedBody, 202, ""},
 		{"form", "POST", "/" + testKey, "application/x-www-form-urlencoded", form, 202, ""},
 		{"GET with URL macros", "GET", "/" + testKey + "?influencer_id=influ_get&product=product&event_type=sale&ip=10.1.2.3&user_agent=UA", "", "", 202, ""},
 		{"unknown product", "POST", "/" + testKey, "", `{"influencer_id":"a","product":"nope"}`, 400, "product"},
