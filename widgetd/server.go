@@ -363,6 +363,9 @@ func (s *Server) newApp() *fiber.App {
 		WriteBufferSize:  1024,
 		WriteBufferPool:  writePool,
 	}))
+	// Browsers ask for it; without this route it would be read as an
+	// influencer named favicon.ico on a host-form widget.
+	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNoContent) })
 	app.Get("/*", s.page)
 	app.Use(func(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusMethodNotAllowed).JSON(fiber.Map{"error": "widgetd serves only GET requests"})

@@ -14,7 +14,7 @@
   // state is public for tests and for debugging in OBS's inspector.
   var state = window.streamtoolsWidget = {
     total: null, shown: 0, connected: false, snapshots: 0, updates: 0,
-    heartbeats: 0, reconnects: 0, heartbeatMs: cfg.heartbeat_ms || 10000, lastMessage: 0
+    heartbeats: 0, reconnects: 0, alerts: 0, heartbeatMs: cfg.heartbeat_ms || 10000, lastMessage: 0
   };
 
   function applySettings(s) {
@@ -58,6 +58,7 @@
   }
 
   function alertFx(delta) {
+    state.alerts++;
     el.widget.classList.remove("alert");
     void el.widget.offsetWidth; // restart the CSS animations
     el.widget.classList.add("alert");
