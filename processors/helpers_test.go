@@ -309,10 +309,10 @@ func gen(seed uint64, n int, start time.Time, step time.Duration) []schemas.Post
 			},
 		}
 		if rng.IntN(3) > 0 {
-			pb.Visitor = fmt.Sprintf("v-%s-%d", infl, rng.IntN(8))
+			pb.Visitor = fmt.Sprintf("v-%s-%s-%d", pb.Product, infl, rng.IntN(8))
 		}
 		if rng.IntN(3) == 0 {
-			pb.EventID = fmt.Sprintf("tx-%s-%d", infl, rng.IntN(n/4+1))
+			pb.EventID = fmt.Sprintf("tx-%s-%s-%d", pb.Product, infl, rng.IntN(n/4+1))
 		}
 		out = append(out, pb)
 	}
@@ -320,3 +320,18 @@ func gen(seed uint64, n int, start time.Time, step time.Duration) []schemas.Post
 }
 
 var _ = statscore.Apply
+
+func latestCount(t testing.TB, addr, topic string) int64 {
+	t.Helper()
+	cl := kafkatest.Client(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	cl.Close()
+	return sum
+}
