@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -90,40 +92,48 @@ func today() time.Time {
 	return time.Date(n.Year(), n.Month(), n.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// demoEvents makes n events of customer spread over the last 21 days:
-// several influencers, campaigns (and none), event types, countries,
-// sources, and duplicates of both reasons. It is deterministic.
+// demoEvents makes n events of customer over the last 21 days, more on
+// recent days: influencers of unequal reach, campaigns (and none), event
+// types, countries, sources, and duplicates of both reasons. The choices
+// are deterministic; the times follow the clock.
 func demoEvents(customer string, n int) []ev {
-	infl := []string{"influ_test", "gamer_jane", "speedrun_max", "cozy_cat", "pro_tom", "ana.plays"}
-	camp := []string{"Jan2024_special_event", "summer_launch", "", ""}
-	types := []string{"reg", "reg", "reg", "ftd", "download"}
-	countries := []string{"FR", "FR", "DE", "ES", "BE", "", "FR", "CA"}
-	sources := []string{"twitch", "twitch", "youtube", "kick", ""}
+	rng := rand.New(rand.NewPCG(7, uint64(len(customer))))
+	pick := func(weighted ...any) string {
+		total := 0
+		for i := 1; i < len(weighted); i += 2 {
+			total += weighted[i].(int)
+		}
+		r := rng.IntN(total)
+		for i := 0; i < len(weighted); i += 2 {
+			if r -= weighted[i+1].(int); r < 0 {
+				return weighted[i].(string)
+			}
+		}
+		panic("unreachable")
+	}
 	out := make([]ev, 0, n)
-	t0 := today()
+	now := time.Now().UTC()
 	for i := 0; i < n; i++ {
-		back := (i * 7) % 21
-		// More events on recent days, so the chart has a trend.
-		if i%3 == 0 {
-			back = back / 3
-		}
-		day := t0.AddDate(0, 0, -back)
+		back := time.Duration(21*24*float64(time.Hour)*math.Pow(rng.Float64(), 1.7)) + time.Minute
+		at := now.Add(-back).Truncate(time.Second)
 		e := ev{
-			ID: fmt.Sprintf("%s-%06d", customer, i), Customer: customer, Product: "product",
-			Influencer: infl[(i*7919)%len(infl)], EventType: types[(i*31)%len(types)], Campaign: camp[(i*13)%len(camp)],
-			Medium: "Influencer", Source: sources[(i*17)%len(sources)], Country: countries[(i*11)%len(countries)],
-			At: day.Add(time.Duration(i*37%1440) * time.Minute), Day: day, Verdict: "counted",
-		}
-		if i%5 == 4 {
-			e.Product = "app"
+			ID: fmt.Sprintf("%s-%06d", customer, i), Customer: customer,
+			Product:    pick("product", 4, "app", 1),
+			Influencer: pick("influ_test", 9, "gamer_jane", 7, "speedrun_max", 5, "cozy_cat", 3, "pro_tom", 2, "ana.plays", 1),
+			EventType:  pick("reg", 6, "ftd", 2, "download", 3),
+			Campaign:   pick("Jan2024_special_event", 3, "summer_launch", 2, "", 4),
+			Medium:     pick("Influencer", 5, "Stream overlay", 2),
+			Source:     pick("twitch", 6, "youtube", 3, "kick", 1, "", 1),
+			Country:    pick("FR", 8, "BE", 2, "DE", 2, "ES", 2, "CA", 1, "CH", 1, "", 1),
+			At:         at, Day: time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC), Verdict: "counted",
 		}
 		if e.EventType == "reg" {
 			e.EventName = "registration"
 		}
-		switch {
-		case i%9 == 0:
+		switch r := rng.IntN(100); {
+		case r < 9:
 			e.Verdict, e.Reason = "duplicate", "duplicate_visitor"
-		case i%23 == 0:
+		case r < 13:
 			e.Verdict, e.Reason, e.EventID = "duplicate", "duplicate_event_id", fmt.Sprintf("tx-%d", i/2)
 		}
 		out = append(out, e)

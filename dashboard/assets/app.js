@@ -190,6 +190,11 @@
     return d.toLocaleDateString(undefined, o);
   }
 
+  function fmtTime(s) {
+    var d = new Date(s);
+    return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' }) + ' ' + d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+
   // ---- chart: stacked bars per day ----
   function niceMax(v) {
     if (v <= 4) return 4;
@@ -264,15 +269,20 @@
   var EMPTY = { campaign: 'No campaign', country: 'Unknown', source: 'Not given', medium: 'Not given', event_type: '(none)' };
   var CLICKABLE = { influencer_id: 'influencer', campaign: 'campaign', event_type: 'event_type', product: 'product' };
 
+  // dupCell shows the duplicates, split by reason with the chart's colours.
   function dupCell(r) {
-    var td = el('td', { class: 'num dups' }, nf.format(r.duplicates));
-    if (r.duplicates) td.appendChild(el('small', { text: nf.format(r.duplicate_visitor) + ' visitor · ' + nf.format(r.duplicate_event_id) + ' event id' }));
+    var td = el('td', { class: 'num dups', title: nf.format(r.duplicate_visitor) + ' same visitor, same day · ' + nf.format(r.duplicate_event_id) + ' repeated event id' });
+    td.appendChild(el('span', { class: 'dup-total', text: nf.format(r.duplicates) }));
+    if (r.duplicates) {
+      td.appendChild(el('span', { class: 'reasons' },
+        el('i', { class: 'dot dv' }), nf.format(r.duplicate_visitor), ' ', el('i', { class: 'dot de' }), nf.format(r.duplicate_event_id)));
+    }
     return td;
   }
 
   function countCell(v, max) {
     var bar = el('div', { class: 'bar' });
-    bar.style.width = max ? Math.max(2, Math.round((90 * v) / max)) + 'px' : '2px';
+    bar.style.width = max ? Math.max(2, Math.round((64 * v) / max)) + "px" : '2px';
     return el('td', { class: 'num' }, el('div', { class: 'barcell' }, el('span', { text: nf.format(v) }), el('div', { class: 'bar-track' }, bar)));
   }
 
@@ -317,7 +327,7 @@
       var verdict = r.verdict === 'counted' ? 'counted' : (r.reason || 'duplicate');
       var label = { counted: 'Counted', duplicate_visitor: 'Duplicate visitor', duplicate_event_id: 'Duplicate event id' }[verdict] || verdict;
       tbody.appendChild(el('tr', null,
-        el('td', { class: 'mono', title: r.received_at, text: new Date(r.received_at).toLocaleString() }),
+        el('td', { class: 'when', title: r.received_at, text: fmtTime(r.received_at) }),
         keyCell('influencer_id', r.influencer_id, r.product),
         keyCell('campaign', r.campaign),
         el('td', { text: r.event_name ? r.event_type + ' · ' + r.event_name : r.event_type }),
@@ -362,9 +372,22 @@
     } }, 'Copy');
   }
 
-  function urlBox(url) {
-    var input = el('input', { readonly: true, value: url, title: url, onfocus: function (ev) { ev.target.select(); } });
-    return el('div', { class: 'urlbox' }, input, copyButton(input));
+  function urlBox(label, url, hint) {
+    var input = el('input', { readonly: true, value: url, title: url, 'aria-label': label + ' widget URL', onfocus: function (ev) { ev.target.select(); } });
+    return el('div', { class: 'urlbox' }, el('span', { class: 'url-label', title: hint, text: label }), input, copyButton(input));
+  }
+
+  // The preview renders the widget at the size of an OBS browser source and
+  // scales it down to the panel.
+  var OBS_W = 600, OBS_H = 200;
+  function fitPreview() {
+    var stage = $('.stage'), frame = $('#preview-frame');
+    if (!stage) return;
+    var k = Math.min(1, stage.clientWidth / OBS_W);
+    frame.style.width = OBS_W + 'px';
+    frame.style.height = OBS_H + 'px';
+    frame.style.transform = 'scale(' + k + ')';
+    stage.style.height = Math.round(OBS_H * k) + 'px';
   }
 
   function preview(r) {
@@ -391,16 +414,19 @@
         keyCell('influencer_id', r.influencer_id, r.product),
         countCell(r.counted, max), dupCell(r),
         el('td', { class: 'num muted', text: r.last_day ? fmtDay(r.last_day, true) : '—' }),
-        el('td', null, urlBox(r.widget_url)),
-        el('td', null, urlBox(r.widget_public_url)),
-        el('td', null, el('button', { type: 'button', class: 'small', onclick: function () { preview(r); } }, 'Preview'))));
+        el('td', { class: 'links' },
+          urlBox('OBS', r.widget_url, 'The widget on this installation\'s widget server: paste it into an OBS browser source'),
+          urlBox('Public', r.widget_public_url, 'The public form of the link, on the StreamTools domain')),
+        el('td', null, el('button', { type: 'button', class: 'small', title: 'Show this widget in the preview', onclick: function () { preview(r); } }, '▶ Preview'))));
     });
     var head = el('tr');
-    ['Influencer', 'Counted', 'Duplicates', 'Last counted', 'Widget URL (this server)', 'Public widget URL', ''].forEach(function (h, i) {
+    ['Influencer', 'Counted', 'Duplicates', 'Last counted', 'Widget links', ''].forEach(function (h, i) {
       head.appendChild(el('th', { class: i > 0 && i < 4 ? 'num' : null, text: h }));
     });
     wrap.textContent = '';
     wrap.appendChild(el('table', null, el('thead', null, head), tbody));
+    // Show the end of each link, where the influencer and campaign are.
+    $$('.urlbox input', wrap).forEach(function (i) { i.scrollLeft = i.scrollWidth; });
     if (!selected) preview(d.rows[0]);
   }
 
@@ -432,6 +458,8 @@
   window.addEventListener('resize', function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(refreshNow, 200); });
 
   if (page === 'influencers') {
+    fitPreview();
+    window.addEventListener('resize', fitPreview);
     $('#prev').addEventListener('click', function () { offset = Math.max(0, offset - PAGE); refreshNow(); });
     $('#next').addEventListener('click', function () { offset += PAGE; refreshNow(); });
   }
