@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamtools/streamtools/schemas"
@@ -324,8 +325,13 @@ func (w *writer) offsets(ctx context.Context) (map[topicPartition]int64, error) 
 	return out, nil
 }
 
-// ensurePartitions creates the monthly partitions of events the batch needs.
-func (w *writer) ensurePartitions(ctx context.Context, b *batch) error {
+// ensurePartitions creates the monthly partitions of events the batch
+// needs. The sink creates them in their own short transactions (creating a
+// partition locks the parent table); a dry run inside its transaction, so
+// that the rollback removes them too.
+func (w *writer) ensurePartitions(ctx context.Context, q interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, b *batch, remember bool) error {
 	if w.months == nil {
 		w.months = make(map[time.Time]bool)
 	}
@@ -334,10 +340,12 @@ func (w *writer) ensurePartitions(ctx context.Context, b *batch) error {
 		if w.months[m] {
 			continue
 		}
-		if _, err := w.conn.Exec(ctx, "SELECT streamtools_events_partition($1)", m); err != nil {
+		if _, err := q.Exec(ctx, "SELECT streamtools_events_partition($1)", m); err != nil {
 			return fmt.Errorf("creating the events partition of %s: %w", m.Format("2006-01"), err)
 		}
-		w.months[m] = true
+		if remember {
+			w.months[m] = true
+		}
 	}
 	return nil
 }
@@ -423,15 +431,22 @@ func (w *writer) write(ctx context.Context, b *batch, dryRun bool) (Summary, err
 	if err := w.connect(ctx); err != nil {
 		return sum, err
 	}
-	if err := w.ensurePartitions(ctx, b); err != nil {
-		w.months = nil
-		return sum, err
+	if !dryRun {
+		if err := w.ensurePartitions(ctx, w.conn, b, true); err != nil {
+			w.months = nil
+			return sum, err
+		}
 	}
 	tx, err := w.conn.Begin(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("beginning a transaction: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op; on error the connection is dropped
+	if dryRun {
+		if err := w.ensurePartitions(ctx, tx, b, false); err != nil {
+			return sum, err
+		}
+	}
 	if len(b.eventRows) > 0 {
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_events_in"}, eventColumns,
 			pgx.CopyFromSlice(len(b.eventRows), func(i int) ([]any, error) {

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v3"
+
+	"github.com/streamtools/streamtools/sinks"
+)
+
+var sinkFlags = []cli.Flag{
+	&cli.StringFlag{Name: "consumer", Value: sinks.DefaultConsumer, Sources: env("consumer"),
+		Usage: "name under which the sink stores its offsets in sink_offsets (two sinks with the same name never write at once)"},
+	&cli.IntFlag{Name: "batch-size", Value: 10000, Sources: env("batch-size"),
+		Usage: "most records written per Postgres transaction"},
+	&cli.IntFlag{Name: "retention-days", Value: 0, Sources: env("retention-days"),
+		Usage: "drop monthly partitions of events whose days are all older than this many days; 0 keeps events forever (daily_stats is always kept)"},
+	&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9103", Sources: env("metrics-listen"),
+		Usage: "host:port serving Prometheus /metrics (streamtools_sink_lag_records, ...); empty disables it"},
+}
+
+func init() {
+	register(&cli.Command{
+		Name:  "sink",
+		Usage: "write the events topic and the daily stats changelog into Postgres (the BI schema)",
+		Description: "Consumes the events topic and the stats-day table changelog of --generation and upserts them\n" +
+			"into the events and daily_stats tables, storing the consumed offsets in the same transaction:\n" +
+			"a restart resumes exactly, and re-reading any topic changes nothing. Migrates the schema at start.\n" +
+			"Postgres down: retries with backoff. See docs/sink.md.",
+		Flags:  append(append(append([]cli.Flag{flagDatabaseURL}, sinkFlags...), kafkaFlags()...), logFlags()...),
+		Action: runSink,
+	})
+	registerDev(devPart{Name: "sink", Order: 30, Start: startDevSink})
+}
+
+func runSink(ctx context.Context, cmd *cli.Command) error {
+	log, err := loggerFrom(cmd)
+	if err != nil {
+		return err
+	}
+	names, err := namesFrom(cmd)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s, err := sinks.New(sinks.Config{
+		Brokers: brokersFrom(cmd), Names: names, DatabaseURL: cmd.String("database-url"),
+		Consumer: cmd.String("consumer"), BatchSize: cmd.Int("batch-size"), RetentionDays: cmd.Int("retention-days"),
+		Registerer: reg, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if addr := cmd.String("metrics-listen"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on --metrics-listen %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serving metrics", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx) // best effort at exit
+		}()
+		log.Info("sink metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	return s.Run(ctx)
+}
+
+func startDevSink(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	if env.DatabaseURL == "" {
+		return nil, nil // the postgres part said why
+	}
+	log := env.Log.With("component", "sink")
+	// Migrate now, so that the parts after this one (the dashboard) find
+	// the schema.
+	if _, err := sinks.Migrate(ctx, env.DatabaseURL, log); err != nil {
+		return nil, err
+	}
+	s, err := sinks.New(sinks.Config{
+		Brokers: env.Brokers, Names: env.Names, DatabaseURL: env.DatabaseURL,
+		SkipMigrate: true, Registerer: prometheus.DefaultRegisterer, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	env.Banner = append(env.Banner, fmt.Sprintf("sink       %s + %s -> Postgres tables events, daily_stats (lag: streamtools_sink_lag_records)",
+		env.Names.Events(), sinks.StatsTopic(env.Names)))
+	return s.Run, nil
+}
