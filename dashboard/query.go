@@ -95,12 +95,16 @@ const (
 	kInt
 	kDay
 	kTime
-	kTextList
 )
+
+// MarshalText names a kind in the API's column lists.
+func (k kind) MarshalText() ([]byte, error) {
+	return []byte([...]string{"text", "integer", "date", "timestamp"}[k]), nil
+}
 
 type column struct {
 	Name string `json:"name"`
-	Kind kind   `json:"-"`
+	Kind kind   `json:"type"`
 }
 
 var measureColumns = []column{{"counted", kInt}, {"duplicates", kInt}, {"duplicate_visitor", kInt}, {"duplicate_event_id", kInt}}

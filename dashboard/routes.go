@@ -456,8 +456,18 @@ func (s *Server) exportCSV(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	select {
+	case s.exports <- struct{}{}:
+	default:
+		c.Set(fiber.HeaderRetryAfter, "30")
+		return &apiError{Status: fiber.StatusTooManyRequests, Msg: fmt.Sprintf("%d exports are running; retry when one is done", cap(s.exports))}
+	}
 	sql, args := v.build(customer, f)
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.ExportTimeout)
+	ctx, cancelCtx := context.WithTimeout(s.base, s.cfg.ExportTimeout)
+	cancel := func() {
+		cancelCtx()
+		<-s.exports
+	}
 	rows, err := s.db.Query(ctx, sql, args...)
 	if err != nil {
 		cancel()

@@ -58,6 +58,13 @@ type Config struct {
 	// ExportTimeout bounds one CSV export, which streams every row. Default
 	// 1 hour.
 	ExportTimeout time.Duration
+	// MaxExports bounds the CSV exports running at once (each holds a
+	// database connection while it streams); more get 429. Default 4.
+	MaxExports int
+	// ProxyHeader names the header that carries the client address when a
+	// reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the
+	// per-client login limit. Default none: the peer address.
+	ProxyHeader string
 	// Log receives the server's logs. Default: discard.
 	Log *slog.Logger
 }
@@ -88,6 +95,9 @@ func (c Config) withDefaults() Config {
 	if c.ClientAttempts == 0 {
 		c.ClientAttempts = 20
 	}
+	if c.MaxExports == 0 {
+		c.MaxExports = 4
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -117,8 +127,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("dashboard: %s %v: use a positive duration (0 means the default)", name, d)
 		}
 	}
-	if c.LoginFailures < 0 || c.ClientAttempts < 0 {
-		return errors.New("dashboard: LoginFailures and ClientAttempts: use positive numbers (0 means the default)")
+	if c.LoginFailures < 0 || c.ClientAttempts < 0 || c.MaxExports < 0 {
+		return errors.New("dashboard: LoginFailures, ClientAttempts and MaxExports: use positive numbers (0 means the default)")
 	}
 	return nil
 }
@@ -131,6 +141,7 @@ type Server struct {
 	app     *fiber.App
 	pages   *template.Template
 	limiter *loginLimiter
+	exports chan struct{} // a slot per running export
 	// base is the context of exports, which outlive their handler; Serve
 	// cancels it after shutdown.
 	base       context.Context
@@ -152,7 +163,8 @@ func New(cfg Config, db DB) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, db: db, log: cfg.Log, pages: pages,
-		limiter: newLoginLimiter(cfg.LoginFailures, cfg.LoginWindow, cfg.ClientAttempts, time.Minute)}
+		limiter: newLoginLimiter(cfg.LoginFailures, cfg.LoginWindow, cfg.ClientAttempts, time.Minute),
+		exports: make(chan struct{}, cfg.MaxExports)}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	wu, _ := url.Parse(cfg.WidgetBaseURL)
 	s.csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
@@ -169,6 +181,7 @@ func New(cfg Config, db DB) (*Server, error) {
 		BodyLimit:    64 << 10,
 		Concurrency:  16 << 10,
 		ErrorHandler: s.errorHandler,
+		ProxyHeader:  cfg.ProxyHeader,
 	})
 	s.routes()
 	return s, nil

@@ -30,6 +30,8 @@ var (
 		Usage: "domain of the public widget links https://{product}-widget-{customer}.{domain}/{influencer}/{campaign}"}
 	flagCookieSecure = &cli.BoolFlag{Name: "cookie-secure", Sources: env("cookie-secure"),
 		Usage: "mark cookies Secure: set it when users reach the dashboard over HTTPS"}
+	flagProxyHeader = &cli.StringFlag{Name: "proxy-header", Sources: env("proxy-header"),
+		Usage: "header with the client address when a reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the login rate limit"}
 	flagSessionTTL = &cli.DurationFlag{Name: "session-ttl", Value: 7 * 24 * time.Hour, Sources: env("session-ttl"),
 		Usage: "how long a dashboard login lasts"}
 )
@@ -42,7 +44,7 @@ func init() {
 		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
 			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
 		Flags: append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
-			flagCookieSecure, flagSessionTTL}, logFlags()...),
+			flagCookieSecure, flagSessionTTL, flagProxyHeader}, logFlags()...),
 		Action: runDashboard,
 		Commands: []*cli.Command{{
 			Name:  "users",
@@ -169,6 +171,23 @@ func withDB(ctx context.Context, cmd *cli.Command, fn func(*pgxpool.Pool) error)
 	return fn(pool)
 }
 
+// dashboardPool opens the dashboard's pool: 16 connections unless the URL
+// sets pool_max_conns, since each running CSV export holds one.
+func dashboardPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parsing --database-url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	return pool, nil
+}
+
 func passwordFrom(cmd *cli.Command) (pw string, generated bool, err error) {
 	if !cmd.Bool("password-stdin") {
 		return dashboard.GeneratePassword(), true, nil
@@ -192,14 +211,14 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if _, err := sinks.Migrate(ctx, url, log); err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := dashboardPool(ctx, url)
 	if err != nil {
-		return fmt.Errorf("connecting to the database: %w", err)
+		return err
 	}
 	defer pool.Close()
 	srv, err := dashboard.New(dashboard.Config{
 		Addr: cmd.String("listen"), WidgetBaseURL: cmd.String("widget-base-url"), WidgetDomain: cmd.String("widget-domain"),
-		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), Log: log,
+		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), ProxyHeader: cmd.String("proxy-header"), Log: log,
 	}, pool)
 	if err != nil {
 		return err
@@ -218,9 +237,9 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 	if _, err := sinks.Migrate(ctx, env.DatabaseURL, env.Log); err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(ctx, env.DatabaseURL)
+	pool, err := dashboardPool(ctx, env.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the database: %w", err)
+		return nil, err
 	}
 	password, err := seedDemoLogin(ctx, pool, filepath.Join(env.DataDir, "dashboard-demo-password"))
 	if err != nil {
