@@ -126,9 +126,9 @@ func New(cfg Config) (*Processor, error) {
 		goka.Input(goka.Stream(n.Postbacks()), new(codec.Bytes), p.onPostback),
 		goka.Loop(loopCodec{}, p.onLoop),
 		goka.Persist(RowCodec),
-		goka.Output(goka.Stream(n.Events()), schemas.EventCodec),
-		goka.Output(goka.Stream(n.EventsByCampaign()), schemas.EventCodec),
-		goka.Output(goka.Stream(n.EventsByDay()), schemas.EventCodec),
+		goka.Output(goka.Stream(n.Events()), eventCodec{}),
+		goka.Output(goka.Stream(n.EventsByCampaign()), eventCodec{}),
+		goka.Output(goka.Stream(n.EventsByDay()), eventCodec{}),
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 		goka.Visitor(visitMaintain, p.onMaintain),
 	)
@@ -254,13 +254,17 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	if pb.EventType == "" {
 		pb.EventType = schemas.DefaultEventType
 	}
+	ev, err := json.Marshal(&schemas.Event{
+		V: schemas.EventVersion, ID: pb.ID, ReceivedAt: pb.ReceivedAt,
+		CustomerCode: pb.CustomerCode, Day: pb.Day, Attrs: pb.Attrs,
+		SeqPartition: ctx.Partition(), Seq: seq,
+	})
+	if err != nil {
+		ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
+	}
 	e := Pending{
-		Seq: seq,
-		Event: schemas.Event{
-			V: schemas.EventVersion, ID: pb.ID, ReceivedAt: pb.ReceivedAt,
-			CustomerCode: pb.CustomerCode, Day: pb.Day, Attrs: pb.Attrs,
-			SeqPartition: ctx.Partition(), Seq: seq,
-		},
+		Seq: seq, Event: ev, ID: pb.ID, Customer: pb.CustomerCode, Product: pb.Product,
+		EventType: pb.EventType, Day: pb.Day, EventID: pb.EventID, At: pb.ReceivedAt,
 		EnqueuedAt: time.Now().UTC(),
 	}
 	if pb.EventID != "" {
@@ -294,14 +298,13 @@ func (p *Processor) sendClaims(ctx goka.Context, e *Pending) {
 		}
 		ctx.Loopback(claimKey(kind, e), &loopMsg{
 			V: RowVersion, Kind: kindClaim, Claim: kind, Origin: ctx.Key(), Seq: e.Seq,
-			PostbackID: e.Event.ID, Day: e.Event.Day, ReceivedAt: e.Event.ReceivedAt,
+			PostbackID: e.ID, Day: e.Day, ReceivedAt: e.At,
 		})
 	}
 }
 
 func (p *Processor) sendRelease(ctx goka.Context, e *Pending) {
-	ev := e.Event
-	ctx.Loopback(ctx.Key(), &loopMsg{V: RowVersion, Kind: kindRelease, Seq: e.Seq, Event: &ev})
+	ctx.Loopback(ctx.Key(), &loopMsg{V: RowVersion, Kind: kindRelease, Seq: e.Seq, Event: e.Event, Verdict: e.Verdict, Reason: e.Reason})
 }
 
 // releaseReady releases, in Seq order, every decided entry after the
@@ -356,7 +359,7 @@ func (p *Processor) onLoop(ctx goka.Context, msg any) {
 	case kindAnswer:
 		p.onAnswer(ctx, m)
 	case kindRelease:
-		if m.Event == nil {
+		if len(m.Event) == 0 {
 			p.deadLetter(ctx, raw, "release without event")
 			return
 		}
@@ -436,7 +439,7 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 	if m.Seq <= inf.LastApplied {
 		// A redelivery: emit again, since the first emits may be lost.
 		// Consumers drop events at or below the Seq they applied.
-		p.emit(ctx, m.Event)
+		p.emit(ctx, m)
 		return
 	}
 	if len(inf.Pending) == 0 {
@@ -446,7 +449,7 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 	if head.Seq == m.Seq && head.Released {
 		inf.Pending = inf.Pending[1:]
 		inf.LastApplied = m.Seq
-		p.emit(ctx, m.Event)
+		p.emit(ctx, m)
 		ctx.SetValue(row)
 		return
 	}
@@ -460,14 +463,35 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 	// Not released in the stored row: the trigger's redelivery releases it.
 }
 
-// emit writes the event to the three events topics, in the same order for
-// every event, so that each topic sees a key's events in Seq order.
-func (p *Processor) emit(ctx goka.Context, ev *schemas.Event) {
+// emit writes the released event to the three events topics, in the same
+// order for every event, so that each topic sees a key's events in Seq
+// order. It encodes once and emits the bytes (eventCodec passes them).
+func (p *Processor) emit(ctx goka.Context, m *loopMsg) {
+	var ev schemas.Event
+	if err := json.Unmarshal(m.Event, &ev); err != nil {
+		ctx.Fail(fmt.Errorf("anticheat: decoding a released event: %w", err))
+	}
+	ev.Verdict, ev.Reason = m.Verdict, m.Reason
+	b, err := json.Marshal(&ev)
+	if err != nil {
+		ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
+	}
 	n := p.names
-	ctx.Emit(goka.Stream(n.Events()), ctx.Key(), ev)
-	ctx.Emit(goka.Stream(n.EventsByCampaign()), schemas.CampaignKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign), ev)
-	ctx.Emit(goka.Stream(n.EventsByDay()), schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day), ev)
+	ctx.Emit(goka.Stream(n.Events()), ctx.Key(), b)
+	ctx.Emit(goka.Stream(n.EventsByCampaign()), schemas.CampaignKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign), b)
+	ctx.Emit(goka.Stream(n.EventsByDay()), schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day), b)
 }
+
+// eventCodec encodes Events, passing already encoded bytes through.
+type eventCodec struct{}
+
+func (eventCodec) Encode(v any) ([]byte, error) {
+	if b, ok := v.([]byte); ok {
+		return b, nil
+	}
+	return schemas.EventCodec.Encode(v)
+}
+func (eventCodec) Decode(b []byte) (any, error) { return schemas.EventCodec.Decode(b) }
 
 // onMaintain is the visitor: delete expired claims, re-send stale work.
 func (p *Processor) onMaintain(ctx goka.Context, meta any) {

@@ -1,6 +1,7 @@
 package anticheat
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"time"
@@ -42,8 +43,21 @@ const (
 
 // Pending is a postback waiting for its verdict or for its turn.
 type Pending struct {
-	Seq   int64         `json:"seq"`
-	Event schemas.Event `json:"event"` // Verdict set once decided
+	Seq int64 `json:"seq"`
+	// Event is the encoded schemas.Event without its verdict (Verdict
+	// and Reason below): kept encoded, so that the row decodes and encodes
+	// cheaply however long the queue grows while claims are in flight.
+	Event   json.RawMessage `json:"event"`
+	Verdict string          `json:"verdict,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	// ID, Customer, Product, EventType and Day name the claims.
+	ID        string    `json:"id"`
+	Customer  string    `json:"customer"`
+	Product   string    `json:"product"`
+	EventType string    `json:"event_type"`
+	Day       string    `json:"day"`
+	EventID   string    `json:"event_id,omitempty"`
+	At        time.Time `json:"received_at"`
 	// Visitor is kept for the visitor claim; it never reaches an Event.
 	Visitor string `json:"visitor,omitempty"`
 	Want    uint8  `json:"want,omitempty"` // claims needed
@@ -56,7 +70,7 @@ type Pending struct {
 	EnqueuedAt time.Time `json:"enqueued_at"`
 }
 
-func (p *Pending) decided() bool { return p.Event.Verdict != "" }
+func (p *Pending) decided() bool { return p.Verdict != "" }
 
 // decide sets the verdict once every wanted claim answered. A repeated
 // event_id wins over a repeated visitor as the reason.
@@ -66,11 +80,11 @@ func (p *Pending) decide() {
 	}
 	switch {
 	case p.Dup&claimEventID != 0:
-		p.Event.Verdict, p.Event.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateEventID
+		p.Verdict, p.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateEventID
 	case p.Dup&claimVisitor != 0:
-		p.Event.Verdict, p.Event.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
+		p.Verdict, p.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
 	default:
-		p.Event.Verdict, p.Event.Reason = schemas.VerdictCounted, ""
+		p.Verdict, p.Reason = schemas.VerdictCounted, ""
 	}
 }
 
@@ -105,7 +119,9 @@ type loopMsg struct {
 	ReceivedAt time.Time `json:"received_at"`
 	Duplicate  bool      `json:"duplicate,omitempty"`
 	// Release.
-	Event *schemas.Event `json:"event,omitempty"`
+	Event   json.RawMessage `json:"event,omitempty"` // without its verdict
+	Verdict string          `json:"verdict,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
 }
 
 // Key prefixes of claim rows.
@@ -133,9 +149,9 @@ func VisitorKey(customer, product, eventType, day, visitor string) string {
 
 func claimKey(kind uint8, p *Pending) string {
 	if kind == claimEventID {
-		return EventIDKey(p.Event.CustomerCode, p.Event.EventID)
+		return EventIDKey(p.Customer, p.EventID)
 	}
-	return VisitorKey(p.Event.CustomerCode, p.Event.Product, p.Event.EventType, p.Event.Day, p.Visitor)
+	return VisitorKey(p.Customer, p.Product, p.EventType, p.Day, p.Visitor)
 }
 
 // dayOverEverywhere is when day (YYYY-MM-DD) has ended in every time zone:

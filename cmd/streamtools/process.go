@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/streamtools/streamtools/processors"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+var processFlags = []cli.Flag{
+	&cli.StringFlag{Name: "state-dir", Sources: env("state-dir"),
+		Usage: "local directory of this instance's goka tables, wiped at start (the changelogs are the source of truth); default a temporary directory removed at exit"},
+	&cli.DurationFlag{Name: "event-id-retention", Value: 7 * 24 * time.Hour, Sources: env("event-id-retention"),
+		Usage: "how long a sender's event_id stays a duplicate key (at least 1h)"},
+	&cli.DurationFlag{Name: "maintain-every", Value: time.Hour, Sources: env("maintain-every"),
+		Usage: "period of the anti-cheat maintenance that deletes past days' visitor claims and expired event ids"},
+	&cli.IntFlag{Name: "replication", Value: 1, Sources: env("replication"),
+		Usage: "replication factor of the table and loop topics goka creates (1 on a single broker; 3 on a production cluster)"},
+}
+
+func init() {
+	register(&cli.Command{
+		Name:  "process",
+		Usage: "run the goka processors: anti-cheat verdicts and the stats tables per influencer, campaign and day",
+		Description: "Reads the postbacks topic, gives every postback a verdict (counted, duplicate_visitor,\n" +
+			"duplicate_event_id) into the events topics, and keeps exact absolute counts in the stats tables.\n" +
+			"Run any number of instances: they share the partitions through goka's consumer groups.\n" +
+			"Bump --generation to rebuild every table from the start of postbacks. See docs/processors.md.",
+		Flags:  append(append(append([]cli.Flag{}, processFlags...), kafkaFlags()...), logFlags()...),
+		Action: runProcess,
+	})
+	registerDev(devPart{Name: "process", Order: 20, Start: startDevProcess})
+}
+
+func runProcess(ctx context.Context, cmd *cli.Command) error {
+	log, err := loggerFrom(cmd)
+	if err != nil {
+		return err
+	}
+	names, err := namesFrom(cmd)
+	if err != nil {
+		return err
+	}
+	dir := cmd.String("state-dir")
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "streamtools-process-"); err != nil {
+			return fmt.Errorf("creating a temporary --state-dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p, err := processors.New(setup, processors.Config{
+		Brokers: brokersFrom(cmd), Names: names, StateDir: dir, Log: log,
+		Partitions:       int32(cmd.Int("partitions")),
+		EventIDRetention: cmd.Duration("event-id-retention"),
+		MaintainEvery:    cmd.Duration("maintain-every"),
+		Replication:      cmd.Int("replication"),
+	})
+	if err != nil {
+		return fmt.Errorf("starting the processors (is Kafka at --brokers %s?): %w", cmd.String("brokers"), err)
+	}
+	log.Info("processors starting", "generation", names.Generation, "state_dir", dir)
+	return p.Run(ctx)
+}
+
+func startDevProcess(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	dir := filepath.Join(env.DataDir, "processors")
+	p, err := processors.New(ctx, processors.Config{
+		Brokers: env.Brokers, Names: env.Names, StateDir: dir,
+		Log: env.Log.With("component", "process"), Partitions: int32(env.Partitions),
+	})
+	if err != nil {
+		return nil, err
+	}
+	env.Banner = append(env.Banner, fmt.Sprintf("process    goka groups %s, %s, %s, %s (generation %d, local state in %s)",
+		env.Names.Group(schemas.GroupAnticheat), env.Names.Group(schemas.GroupStatsInfluencer), env.Names.Group(schemas.GroupStatsCampaign),
+		env.Names.Group(schemas.GroupStatsDay), env.Names.Generation, dir))
+	return p.Run, nil
+}
