@@ -62,24 +62,39 @@ func registerDev(p devPart, flags ...cli.Flag) {
 	devFlags = append(devFlags, flags...)
 }
 
+// devCommand is completed by finishDevFlags in main, once every file's init
+// has registered its dev part and flags (init order is by file name).
+var devCommand *cli.Command
+
+// finishDevFlags adds the flags of every dev part to the dev command.
+func finishDevFlags() {
+	have := map[cli.Flag]bool{}
+	for _, f := range devCommand.Flags {
+		have[f] = true
+	}
+	for _, f := range devFlags {
+		if !have[f] {
+			devCommand.Flags = append(devCommand.Flags, f)
+			have[f] = true
+		}
+	}
+}
+
 func init() {
-	register(&cli.Command{
+	devCommand = &cli.Command{
 		Name:  "dev",
 		Usage: "run everything in one process on embedded defaults (broker, Postgres, every component)",
 		Description: "Starts an in-process Kafka-protocol broker (kfake) on --broker-listen persisting to --data-dir,\n" +
 			"seeds the demo customer (code default, access key test-access-key, product product),\n" +
 			"and runs every component. Stop with Ctrl-C: components stop in order, intake first.",
-		Flags: func() []cli.Flag {
-			f := []cli.Flag{
-				&cli.StringFlag{Name: "broker-listen", Value: "127.0.0.1:9092", Sources: env("broker-listen"),
-					Usage: "host:port of the embedded broker"},
-				flagDataDir, flagTopicPrefix, flagGeneration, flagPartitions, flagDatabaseURL,
-			}
-			f = append(f, devFlags...)
-			return append(f, logFlags()...)
-		}(),
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "broker-listen", Value: "127.0.0.1:9092", Sources: env("broker-listen"),
+				Usage: "host:port of the embedded broker"},
+			flagDataDir, flagTopicPrefix, flagGeneration, flagPartitions, flagDatabaseURL,
+		}, logFlags()...),
 		Action: runDev,
-	})
+	}
+	register(devCommand)
 }
 
 func runDev(ctx context.Context, cmd *cli.Command) error {

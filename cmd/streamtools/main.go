@@ -25,6 +25,7 @@ var commands []*cli.Command
 func register(c *cli.Command) { commands = append(commands, c) }
 
 func main() {
+	finishDevFlags()
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	app := &cli.Command{
 		Name:  "streamtools",
