@@ -43,6 +43,9 @@ func TestLoginAndSession(t *testing.T) {
 				t.Errorf("Set-Cookie %q lacks %q", ck, want)
 			}
 		}
+		if st, h, _ := c.do("GET", "/login?next=/influencers", nil, nil); st != 303 || h.Get("Location") != "/influencers" {
+			t.Errorf("the login page with a session: %d to %q, want 303 to /influencers", st, h.Get("Location"))
+		}
 		var me map[string]any
 		c.getJSON("/api/v1/me", &me)
 		if me["customer_code"] != "acme" || me["login"] != "marketing@acme.example" {

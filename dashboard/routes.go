@@ -177,6 +177,15 @@ func (s *Server) loginToken(c *fiber.Ctx) string {
 }
 
 func (s *Server) loginPage(c *fiber.Ctx) error {
+	// Already logged in (the dev banner's link opened twice): go on.
+	if token := c.Cookies(sessionCookie); token != "" {
+		ctx, cancel := s.queryCtx(c)
+		_, ok, err := lookupSession(ctx, s.db, token)
+		cancel()
+		if err == nil && ok {
+			return c.Redirect(safeNext(c.Query("next")), fiber.StatusSeeOther)
+		}
+	}
 	return s.render(c, "login", pageData{Title: "Log in", CSRF: s.loginToken(c), LoginName: c.Query("login"), Next: safeNext(c.Query("next"))})
 }
 
@@ -284,7 +293,7 @@ func (s *Server) me(c *fiber.Ctx) error {
 }
 
 // filterOf parses the filter parameters of a request.
-func (s *Server) filterOf(c *fiber.Ctx, ctx context.Context, customer string) (Filter, error) {
+func (s *Server) filterOf(ctx context.Context, c *fiber.Ctx, customer string) (Filter, error) {
 	var f Filter
 	day := func(name string) (time.Time, error) {
 		v := c.Query(name)
@@ -354,7 +363,7 @@ func (s *Server) summaryAPI(c *fiber.Ctx) error {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
 	customer := sessionOf(c).Customer
-	f, err := s.filterOf(c, ctx, customer)
+	f, err := s.filterOf(ctx, c, customer)
 	if err != nil {
 		return err
 	}
@@ -373,7 +382,7 @@ func (s *Server) overviewAPI(c *fiber.Ctx) error {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
 	customer := sessionOf(c).Customer
-	f, err := s.filterOf(c, ctx, customer)
+	f, err := s.filterOf(ctx, c, customer)
 	if err != nil {
 		return err
 	}
@@ -429,7 +438,7 @@ func (s *Server) viewAPI(c *fiber.Ctx) error {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
 	customer := sessionOf(c).Customer
-	f, err := s.filterOf(c, ctx, customer)
+	f, err := s.filterOf(ctx, c, customer)
 	if err != nil {
 		return err
 	}
@@ -451,7 +460,7 @@ func (s *Server) exportCSV(c *fiber.Ctx) error {
 	}
 	customer := sessionOf(c).Customer
 	qctx, qcancel := s.queryCtx(c)
-	f, err := s.filterOf(c, qctx, customer)
+	f, err := s.filterOf(qctx, c, customer)
 	qcancel()
 	if err != nil {
 		return err
