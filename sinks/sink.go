@@ -198,33 +198,60 @@ func (s *Sink) Run(ctx context.Context) error {
 	if s.cfg.RetentionDays > 0 {
 		go s.retentionLoop(ctx)
 	}
+	// One goroutine fetches and decodes the next batch while this one
+	// writes the current batch to Postgres.
+	type decoded struct {
+		b       *batch
+		invalid []invalidRecord
+	}
+	batches := make(chan decoded, 1)
+	pctx, stopPolling := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	defer func() { stopPolling(); <-polled }()
+	go func() {
+		defer close(polled)
+		for {
+			fs := cl.PollRecords(pctx, s.cfg.BatchSize)
+			if pctx.Err() != nil || fs.IsClientClosed() {
+				return
+			}
+			fs.EachError(func(t string, p int32, err error) {
+				if errors.Is(err, kerr.UnknownTopicOrPartition) {
+					return // the processors have not created it yet
+				}
+				log.Warn("fetching", "topic", t, "partition", p, "err", err)
+			})
+			d := decoded{b: newBatch()}
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				if len(p.Records) > 0 {
+					d.b.hwm[topicPartition{p.Topic, p.Partition}] = p.HighWatermark
+				}
+				for _, r := range p.Records {
+					if reason := s.dec.add(d.b, r); reason != "" {
+						d.invalid = append(d.invalid, invalidRecord{r, reason})
+					}
+				}
+			})
+			if d.b.empty() {
+				continue
+			}
+			select {
+			case batches <- d:
+			case <-pctx.Done():
+				return
+			}
+		}
+	}()
+
 	lag := make(map[topicPartition]int64)
 	for {
-		fs := cl.PollRecords(ctx, s.cfg.BatchSize)
-		if ctx.Err() != nil || fs.IsClientClosed() {
+		var d decoded
+		select {
+		case <-ctx.Done():
 			return nil
+		case d = <-batches:
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, kerr.UnknownTopicOrPartition) {
-				return // the processors have not created it yet
-			}
-			log.Warn("fetching", "topic", t, "partition", p, "err", err)
-		})
-		b := newBatch()
-		var invalid []invalidRecord
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 {
-				b.hwm[topicPartition{p.Topic, p.Partition}] = p.HighWatermark
-			}
-			for _, r := range p.Records {
-				if reason := s.dec.add(b, r); reason != "" {
-					invalid = append(invalid, invalidRecord{r, reason})
-				}
-			}
-		})
-		if b.empty() {
-			continue
-		}
+		b, invalid := d.b, d.invalid
 		if len(invalid) > 0 {
 			// Dead letters go out before the offsets that pass them are
 			// committed: a crash in between sends them twice, never zero times.

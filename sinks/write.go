@@ -356,30 +356,30 @@ var eventColumns = []string{"id", "event_id", "customer_code", "product", "influ
 var statsColumns = []string{"customer_code", "product", "influencer_id", "campaign", "day", "event_type",
 	"counted", "duplicates", "duplicate_visitor", "duplicate_event_id", "updated_at"}
 
-const upsertEvents = `
+// findEvents returns which of the given (day, id) keys already have a row.
+const findEvents = `
+SELECT k.day, k.id FROM unnest($1::date[], $2::text[]) AS k(day, id)
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.day = k.day AND e.id = k.id)`
+
+// updateEvents overwrites the existing rows with the incoming values (last
+// write wins) where they differ, and returns how many changed.
+const updateEvents = `
 WITH up AS (
-    INSERT INTO events AS e (` + "id, event_id, customer_code, product, influencer_id, event_type, event_name, campaign, medium, source, country, received_at, day, verdict, reason" + `)
-    SELECT id, event_id, customer_code, product, influencer_id, event_type, event_name, campaign, medium, source, country, received_at, day, verdict, reason
-    FROM sink_events_in
-    ON CONFLICT (day, id) DO UPDATE SET
-        event_id = excluded.event_id, customer_code = excluded.customer_code, product = excluded.product,
-        influencer_id = excluded.influencer_id, event_type = excluded.event_type, event_name = excluded.event_name,
-        campaign = excluded.campaign, medium = excluded.medium, source = excluded.source, country = excluded.country,
-        received_at = excluded.received_at, verdict = excluded.verdict, reason = excluded.reason
-    WHERE (e.event_id, e.customer_code, e.product, e.influencer_id, e.event_type, e.event_name, e.campaign,
+    UPDATE events e SET
+        event_id = i.event_id, customer_code = i.customer_code, product = i.product,
+        influencer_id = i.influencer_id, event_type = i.event_type, event_name = i.event_name,
+        campaign = i.campaign, medium = i.medium, source = i.source, country = i.country,
+        received_at = i.received_at, verdict = i.verdict, reason = i.reason
+    FROM sink_events_in i
+    WHERE e.day = i.day AND e.id = i.id
+      AND (e.event_id, e.customer_code, e.product, e.influencer_id, e.event_type, e.event_name, e.campaign,
            e.medium, e.source, e.country, e.received_at, e.verdict, e.reason)
-       IS DISTINCT FROM
-          (excluded.event_id, excluded.customer_code, excluded.product, excluded.influencer_id, excluded.event_type,
-           excluded.event_name, excluded.campaign, excluded.medium, excluded.source, excluded.country,
-           excluded.received_at, excluded.verdict, excluded.reason)
+          IS DISTINCT FROM
+          (i.event_id, i.customer_code, i.product, i.influencer_id, i.event_type, i.event_name, i.campaign,
+           i.medium, i.source, i.country, i.received_at, i.verdict, i.reason)
     RETURNING 1
 )
 SELECT count(*) FROM up`
-
-// existingEvents counts the incoming events that already have a row (PostgreSQL
-// 15 cannot return xmax from a partitioned table to tell inserts from updates).
-const existingEvents = `
-SELECT count(*) FROM sink_events_in i WHERE EXISTS (SELECT 1 FROM events e WHERE e.day = i.day AND e.id = i.id)`
 
 // deleteStats removes the rows of the batch's keys whose event type the new
 // value no longer has (all of them for a deleted key).
@@ -428,6 +428,11 @@ ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.ne
 // answer was lost, fully written): the caller retries the same batch.
 func (w *writer) write(ctx context.Context, b *batch, dryRun bool) (Summary, error) {
 	sum := b.sum
+	t0 := time.Now()
+	var steps []any
+	step := func(name string) {
+		steps = append(steps, name, time.Since(t0).Round(time.Microsecond))
+	}
 	if err := w.connect(ctx); err != nil {
 		return sum, err
 	}
@@ -448,27 +453,68 @@ func (w *writer) write(ctx context.Context, b *batch, dryRun bool) (Summary, err
 		}
 	}
 	if len(b.eventRows) > 0 {
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_events_in"}, eventColumns,
-			pgx.CopyFromSlice(len(b.eventRows), func(i int) ([]any, error) {
-				e := b.eventRows[i]
-				return []any{e.ID, e.EventID, e.CustomerCode, e.Product, e.InfluencerID, e.EventType,
-					e.EventName, e.Campaign, e.Medium, e.Source, e.Country, e.ReceivedAt, b.eventDays[i],
-					e.Verdict, e.Reason}, nil
-			}))
-		if err != nil {
-			return sum, fmt.Errorf("copying events: %w", err)
+		// New rows (the common case) are copied straight into events, as
+		// fast as a plain COPY; rows that exist are copied into a temporary
+		// table and updated from it. The sink is the only writer of its
+		// rows (its lock); a concurrent replay inserting the same key makes
+		// the COPY fail with a unique violation, and the retry finds the
+		// row.
+		days := make([]time.Time, len(b.eventRows))
+		ids := make([]string, len(b.eventRows))
+		for i, e := range b.eventRows {
+			days[i], ids[i] = b.eventDays[i], e.ID
 		}
-		var existing, changed int64
-		if err := tx.QueryRow(ctx, existingEvents).Scan(&existing); err != nil {
+		rows, err := tx.Query(ctx, findEvents, days, ids)
+		if err != nil {
 			return sum, fmt.Errorf("looking up existing events: %w", err)
 		}
-		if err := tx.QueryRow(ctx, upsertEvents).Scan(&changed); err != nil {
-			return sum, fmt.Errorf("upserting events: %w", err)
+		existing := make(map[eventKey]bool)
+		var k eventKey
+		if _, err := pgx.ForEachRow(rows, []any{&k.day, &k.id}, func() error {
+			existing[eventKey{k.day.UTC(), k.id}] = true
+			return nil
+		}); err != nil {
+			return sum, fmt.Errorf("looking up existing events: %w", err)
 		}
-		ins := n - existing
-		sum.Events.Inserted += ins
-		sum.Events.Updated += changed - ins
-		sum.Events.Unchanged += existing - (changed - ins)
+		step("find_events")
+		var fresh, old []int
+		for i, e := range b.eventRows {
+			if existing[eventKey{b.eventDays[i], e.ID}] {
+				old = append(old, i)
+			} else {
+				fresh = append(fresh, i)
+			}
+		}
+		copyEvents := func(table string, idx []int) (int64, error) {
+			return tx.CopyFrom(ctx, pgx.Identifier{table}, eventColumns,
+				pgx.CopyFromSlice(len(idx), func(j int) ([]any, error) {
+					i := idx[j]
+					e := b.eventRows[i]
+					return []any{e.ID, e.EventID, e.CustomerCode, e.Product, e.InfluencerID, e.EventType,
+						e.EventName, e.Campaign, e.Medium, e.Source, e.Country, e.ReceivedAt, b.eventDays[i],
+						e.Verdict, e.Reason}, nil
+				}))
+		}
+		if len(fresh) > 0 {
+			n, err := copyEvents("events", fresh)
+			if err != nil {
+				return sum, fmt.Errorf("copying new events: %w", err)
+			}
+			sum.Events.Inserted += n
+			step("copy_events")
+		}
+		if len(old) > 0 {
+			if _, err := copyEvents("sink_events_in", old); err != nil {
+				return sum, fmt.Errorf("copying events: %w", err)
+			}
+			var changed int64
+			if err := tx.QueryRow(ctx, updateEvents).Scan(&changed); err != nil {
+				return sum, fmt.Errorf("updating events: %w", err)
+			}
+			sum.Events.Updated += changed
+			sum.Events.Unchanged += int64(len(old)) - changed
+			step("update_events")
+		}
 	}
 	if len(b.statsOrder) > 0 {
 		var rows [][]any
@@ -529,8 +575,11 @@ func (w *writer) write(ctx context.Context, b *batch, dryRun bool) (Summary, err
 	if dryRun {
 		return sum, nil // the deferred Rollback undoes everything
 	}
+	step("offsets")
 	if err := tx.Commit(ctx); err != nil {
 		return sum, fmt.Errorf("committing: %w", err)
 	}
+	step("commit")
+	w.log.Debug("batch written", append([]any{"events", len(b.eventRows), "stats_keys", len(b.statsOrder)}, steps...)...)
 	return sum, nil
 }
