@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v3"
 
@@ -38,6 +40,9 @@ type devEnv struct {
 	DataDir     string
 	DatabaseURL string // empty when no Postgres is available
 	Log         *slog.Logger
+	// Metrics is this run's registry: every part registers here, and each
+	// HTTP part's /metrics serves all of it.
+	Metrics *prometheus.Registry
 	// Banner collects the "what runs where" lines printed at start.
 	Banner []string
 }
@@ -123,7 +128,9 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	env := &devEnv{
 		Cmd: cmd, Brokers: []string{b.Addr()}, Names: names, Partitions: cmd.Int("partitions"),
 		DataDir: dataDir, DatabaseURL: cmd.String("database-url"), Log: log,
+		Metrics: prometheus.NewRegistry(),
 	}
+	env.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	env.Banner = append(env.Banner, fmt.Sprintf("broker     kafka://%s (embedded kfake, data in %s)", b.Addr(), filepath.Join(dataDir, "kafka")))
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -117,6 +117,8 @@ func startDevIngest(ctx context.Context, env *devEnv) (func(context.Context) err
 		Brokers: env.Brokers,
 		Names:   env.Names,
 		Log:     env.Log.With("component", "ingest"),
+
+		Registerer: env.Metrics,
 	})
 	if err != nil {
 		return nil, err

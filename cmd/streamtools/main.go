@@ -25,20 +25,24 @@ var commands []*cli.Command
 func register(c *cli.Command) { commands = append(commands, c) }
 
 func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().Run(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "streamtools:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp returns the command tree; tests run it in process.
+func newApp() *cli.Command {
 	finishDevFlags()
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
-	app := &cli.Command{
+	return &cli.Command{
 		Name:  "streamtools",
 		Usage: "turn brands' postbacks into live counts for streamers' widgets, a dashboard and Postgres",
 		Description: "Every flag can also be set with the environment variable shown beside it.\n" +
 			"Start with `streamtools dev`: everything in one process, on embedded defaults.",
 		Commands:              commands,
 		EnableShellCompletion: true,
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "streamtools:", err)
-		os.Exit(1)
 	}
 }

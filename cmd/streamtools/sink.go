@@ -95,7 +95,7 @@ func startDevSink(ctx context.Context, env *devEnv) (func(context.Context) error
 	}
 	s, err := sinks.New(sinks.Config{
 		Brokers: env.Brokers, Names: env.Names, DatabaseURL: env.DatabaseURL,
-		SkipMigrate: true, Registerer: prometheus.DefaultRegisterer, Log: log,
+		SkipMigrate: true, Registerer: env.Metrics, Log: log,
 	})
 	if err != nil {
 		return nil, err

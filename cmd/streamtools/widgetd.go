@@ -60,6 +60,7 @@ func startDevWidgetd(ctx context.Context, env *devEnv) (func(context.Context) er
 	srv, err := widgetd.New(widgetd.Config{
 		Addr: env.Cmd.String("widgetd-listen"), Brokers: env.Brokers, Names: env.Names,
 		Domain: env.Cmd.String("widget-domain"), Log: env.Log.With("component", "widgetd"),
+		Registerer: env.Metrics,
 	})
 	if err != nil {
 		return nil, err
