@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -139,21 +138,9 @@ func isLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// errBodySyntax is the FieldError of a body that is not a JSON object.
-func jsonErr(err error) *FieldError {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return fieldErr(te.Field, "%s must be a string", te.Field)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fieldErr("body", "the body is not valid JSON (at byte %d): send one JSON object, or form fields with Content-Type application/x-www-form-urlencoded", se.Offset)
-	}
-	return fieldErr("body", "the body is not a JSON object of postback fields: %v", err)
-}
-
-// DecodeJSON decodes one JSON object of postback fields into r. Unknown
-// fields are ignored; known fields must be strings (or null).
+// DecodeJSON decodes one JSON object of postback fields into r, as
+// encoding/json would (see decode.go). Unknown fields are ignored; known
+// fields must be strings (or null).
 func DecodeJSON(body []byte, r *Request) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -162,10 +149,7 @@ func DecodeJSON(body []byte, r *Request) error {
 	if body[0] != '{' {
 		return fieldErr("body", "the body is not a JSON object: send {\"influencer_id\": ..., \"product\": ...}")
 	}
-	if err := json.Unmarshal(body, r); err != nil {
-		return jsonErr(err)
-	}
-	return nil
+	return decodeFast(body, r)
 }
 
 // DecodeBatch splits a batch body (a JSON array of objects, or NDJSON: one

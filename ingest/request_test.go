@@ -1,9 +1,12 @@
 package ingest
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -173,6 +176,65 @@ func TestDecodeBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeJSONStd is DecodeJSON on encoding/json: the reference decodeFast
+// must match.
+func decodeJSONStd(body []byte, r *Request) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return fieldErr("body", "not an object")
+	}
+	if err := json.Unmarshal(body, r); err != nil {
+		return jsonErr(err)
+	}
+	return nil
+}
+
+// jsonErr maps encoding/json errors to FieldErrors.
+func jsonErr(err error) *FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return fieldErr(te.Field, "%s must be a string", te.Field)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fieldErr("body", "the body is not valid JSON (at byte %d): send one JSON object, or form fields with Content-Type application/x-www-form-urlencoded", se.Offset)
+	}
+	return fieldErr("body", "the body is not a JSON object of postback fields: %v", err)
+}
+
+// FuzzDecodeJSONMatchesStd checks that the edge's decoder reads exactly what
+// encoding/json reads, and fails exactly when it fails, with the same field.
+func FuzzDecodeJSONMatchesStd(f *testing.F) {
+	for _, s := range []string{
+		seedBody,
+		`{"influencer_id":"a\u00e9\ud83c\udfae\ud800x","product":"p","extra":{"x":[1,-2.5e3,true,null]},"ip":null}`,
+		`{"INFLUENCER_ID":"a","Product":"p","product":"q"}`,
+		`{"influencer_id":5,"product":"p"}`,
+		`{"influencer_id":"a","product":"p"} x`,
+		`{"a":01}`, `{"a":1.}`, `{"a":"\x"}`, `{}`, ` { "event_id" : "\"\\\/\b\f\n\r\t" } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !utf8.Valid(body) {
+			return // encoding/json replaces invalid UTF-8; the edge rejects it in Validate
+		}
+		var fast, std Request
+		errFast := DecodeJSON(body, &fast)
+		errStd := decodeJSONStd(body, &std)
+		if (errFast == nil) != (errStd == nil) {
+			t.Fatalf("%q: edge decoder error %v, encoding/json error %v", body, errFast, errStd)
+		}
+		if errFast == nil && fast != std {
+			t.Fatalf("%q:\nedge decoder  %+v\nencoding/json %+v", body, fast, std)
+		}
+		var fe, se *FieldError
+		if errors.As(errFast, &fe) && errors.As(errStd, &se) && (fe.Field == "body") != (se.Field == "body") {
+			t.Fatalf("%q: edge decoder blames %q, encoding/json %q", body, fe.Field, se.Field)
+		}
+	})
 }
 
 // FuzzDecoders feeds the JSON and form decoders arbitrary bytes: they must

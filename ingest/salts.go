@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sort"
 	"sync"
@@ -53,8 +54,9 @@ type salts struct {
 	now      func() time.Time // UTC; replaced in tests
 
 	mu      sync.RWMutex
-	days    map[string][]byte // day -> smallest salt seen; guarded by mu
-	changed chan struct{}     // closed and replaced on every change; guarded by mu
+	days    map[string][]byte     // day -> smallest salt seen; guarded by mu
+	macs    map[string]*sync.Pool // day -> keyed HMAC-SHA256 states of days[day]; guarded by mu
+	changed chan struct{}         // closed and replaced on every change; guarded by mu
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -74,6 +76,7 @@ func newSalts(brokers []string, producer *kgo.Client, topic string, every time.D
 		consumer: cl, producer: producer, topic: topic, log: log, every: every,
 		now:     func() time.Time { return time.Now().UTC() },
 		days:    map[string][]byte{},
+		macs:    map[string]*sync.Pool{},
 		changed: make(chan struct{}),
 		ready:   make(chan struct{}),
 	}, nil
@@ -242,6 +245,7 @@ func (s *salts) apply(r *kgo.Record) *schemas.Salt {
 	if r.Value == nil {
 		if _, ok := s.days[day]; ok {
 			delete(s.days, day)
+			delete(s.macs, day)
 			s.notifyLocked()
 		}
 		return nil
@@ -260,6 +264,8 @@ func (s *salts) apply(r *kgo.Record) *schemas.Salt {
 	switch {
 	case !ok || bytes.Compare(salt.Salt, old) < 0:
 		s.days[day] = salt.Salt
+		key := salt.Salt
+		s.macs[day] = &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
 		s.notifyLocked()
 		return nil
 	case bytes.Compare(salt.Salt, old) > 0:
@@ -311,11 +317,31 @@ func (s *salts) known() []string {
 	return out
 }
 
+// fingerprint returns the visitor fingerprint under the salt of day, or
+// false when that salt is unknown. Keyed HMAC states are pooled per day:
+// Reset restores the keyed state without hashing the key again.
+func (s *salts) fingerprint(day, customer, ip, userAgent string) (string, bool) {
+	s.mu.RLock()
+	pool := s.macs[day]
+	s.mu.RUnlock()
+	if pool == nil {
+		return "", false
+	}
+	m := pool.Get().(hash.Hash)
+	m.Reset()
+	v := fingerprintWith(m, customer, ip, userAgent)
+	pool.Put(m)
+	return v, true
+}
+
 // Fingerprint returns hex(HMAC-SHA256(salt, customer|ip|user_agent)), the
 // visitor fingerprint of a postback.
 func Fingerprint(salt []byte, customer, ip, userAgent string) string {
-	m := hmac.New(sha256.New, salt)
-	var buf [512]byte
+	return fingerprintWith(hmac.New(sha256.New, salt), customer, ip, userAgent)
+}
+
+func fingerprintWith(m hash.Hash, customer, ip, userAgent string) string {
+	var buf [256]byte
 	b := append(buf[:0], customer...)
 	b = append(b, '|')
 	b = append(b, ip...)
@@ -323,5 +349,7 @@ func Fingerprint(salt []byte, customer, ip, userAgent string) string {
 	b = append(b, userAgent...)
 	m.Write(b)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.Sum(sum[:0]))
+	return string(out[:])
 }

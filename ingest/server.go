@@ -16,7 +16,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -232,6 +231,22 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) closeClients() {
 	s.cl.Close()
 	s.salts.consumer.Close()
+}
+
+// Ready reports whether customers, keys and the daily salts are loaded
+// (/readyz also asks the brokers).
+func (s *Server) Ready() bool {
+	select {
+	case <-s.reg.Ready():
+	default:
+		return false
+	}
+	select {
+	case <-s.salts.Ready():
+		return true
+	default:
+		return false
+	}
 }
 
 // Addr is the address the edge listens on.
@@ -467,16 +482,7 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 		return s.unavailable(c, endpoint, err)
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.runCtx, s.cfg.ProduceTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err != nil {
+	if err := s.produce(rec); err != nil {
 		return s.unavailable(c, endpoint, err)
 	}
 	s.metrics.produce.Observe(time.Since(start).Seconds())
@@ -486,6 +492,43 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 	b = append(b, id...)
 	b = append(b, `"}`...)
 	return s.sendJSON(c, endpoint, fiber.StatusAccepted, b)
+}
+
+// errProduceTimeout is the error of a record not acknowledged within
+// ProduceTimeout.
+var errProduceTimeout = errors.New("ingest: no acknowledgement within the produce timeout")
+
+// waiter waits for one record's acknowledgement. Waiters are pooled: a
+// request costs no channel, closure or timer allocation. A waiter whose
+// timer fired is not reused, since its promise may still be called.
+type waiter struct {
+	ch      chan error
+	timer   *time.Timer
+	promise func(*kgo.Record, error)
+}
+
+var waiters = sync.Pool{New: func() any {
+	w := &waiter{ch: make(chan error, 1), timer: time.NewTimer(time.Hour)}
+	w.timer.Stop()
+	w.promise = func(_ *kgo.Record, err error) { w.ch <- err }
+	return w
+}}
+
+// produce hands rec to the producer and waits for Kafka's acknowledgement
+// (acks=all), at most ProduceTimeout. A full producer buffer (the brokers
+// are down or slow) fails at once.
+func (s *Server) produce(rec *kgo.Record) error {
+	w := waiters.Get().(*waiter)
+	w.timer.Reset(s.cfg.ProduceTimeout)
+	s.cl.TryProduce(s.runCtx, rec, w.promise)
+	select {
+	case err := <-w.ch:
+		w.timer.Stop() // Go 1.23+: no stale tick can remain in timer.C
+		waiters.Put(w)
+		return err
+	case <-w.timer.C:
+		return errProduceTimeout
+	}
 }
 
 func (s *Server) badRequest(c *fiber.Ctx, endpoint string, err error) error {
@@ -583,29 +626,24 @@ func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request) (*kgo
 		},
 	}
 	if r.IP != "" && r.UserAgent != "" {
-		salt, ok := s.salts.get(day)
+		v, ok := s.salts.fingerprint(day, t.Code, r.IP, r.UserAgent)
 		if !ok {
 			wctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
-			var err error
-			salt, err = s.salts.wait(wctx, day)
+			_, err := s.salts.wait(wctx, day)
 			cancel()
-			if err != nil {
-				return nil, "", err
+			if err == nil {
+				v, ok = s.salts.fingerprint(day, t.Code, r.IP, r.UserAgent)
+			}
+			if !ok {
+				return nil, "", errNoSalt
 			}
 		}
-		p.Visitor = Fingerprint(salt, t.Code, r.IP, r.UserAgent)
+		p.Visitor = v
 	}
 	// The IP ends here: it is in no field of p.
 	r.IP = ""
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, "", fmt.Errorf("making a record id: %w", err)
-	}
-	p.ID = id.String()
-	v, err := json.Marshal(&p)
-	if err != nil {
-		return nil, "", fmt.Errorf("encoding the postback: %w", err)
-	}
+	p.ID = newID(now)
+	v := appendPostback(make([]byte, 0, 512), &p)
 	return &kgo.Record{
 		Topic: s.cfg.Names.Postbacks(),
 		Key:   []byte(schemas.InfluencerKey(t.Code, r.Product, r.InfluencerID)),
@@ -672,7 +710,7 @@ func (s *Server) handleBatch(c *fiber.Ctx) error {
 			continue
 		}
 		pending.Add(1)
-		s.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { errs[i] = err; pending.Done() })
+		s.cl.TryProduce(ctx, rec, func(_ *kgo.Record, err error) { errs[i] = err; pending.Done() })
 	}
 	allDone := make(chan struct{})
 	go func() { pending.Wait(); close(allDone) }()
