@@ -149,6 +149,11 @@ func Apply(row *schemas.Stats, ev *schemas.Event) {
 	}
 	row.ByType[ev.EventType] = c
 	row.LastSeq = ev.Seq
-	// Event time, not wall clock: a replay rebuilds identical rows.
-	row.UpdatedAt = ev.ReceivedAt
+	// Event time, not wall clock: a replay rebuilds identical rows. Never
+	// backwards: two edges' clocks, or two requests racing to the broker, can
+	// apply a later Seq with an earlier receive time, and readers (the sink)
+	// ignore a row whose updated_at goes back.
+	if ev.ReceivedAt.After(row.UpdatedAt) {
+		row.UpdatedAt = ev.ReceivedAt
+	}
 }
