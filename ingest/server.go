@@ -168,6 +168,9 @@ type Server struct {
 	metrics  *metrics
 	limiters *limiters
 	retry    string // Retry-After value, seconds
+	topic    string // the postbacks topic
+	auth     authCache
+	days     dayCache
 
 	// runCtx lives until the producer is closed; produce calls use it so
 	// that in-flight requests finish during shutdown.
@@ -184,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, reg: cfg.Registry}
+	s := &Server{cfg: cfg, log: cfg.Log, reg: cfg.Registry, topic: cfg.Names.Postbacks()}
 	s.retry = strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second))
 	s.runCtx, s.runCancel = context.WithCancel(context.Background())
 	s.limiters = newLimiters(cfg.DefaultRateLimit, cfg.BatchMaxItems)
@@ -216,6 +219,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.ownReg = true
 	}
+	s.reg.OnChange(s.auth.invalidate)
 	if s.metrics, err = newMetrics(cfg.Registerer, func() float64 { return float64(len(s.salts.known())) }); err != nil {
 		s.closeClients()
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
@@ -446,7 +450,7 @@ func (s *Server) admit(c *fiber.Ctx, endpoint string, n int) (*tenant.Tenant, er
 		return nil, s.sendError(c, endpoint, fiber.StatusServiceUnavailable, "", "the edge is starting: retry after the Retry-After delay")
 	}
 	key := c.Params("key")
-	t, err := s.reg.Authenticate(key)
+	t, err := s.auth.authenticate(s.reg, key)
 	if err != nil {
 		return nil, s.sendJSON(c, endpoint, fiber.StatusUnauthorized, unauthorizedBody)
 	}
@@ -477,12 +481,15 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 	if err := s.check(t, &r); err != nil {
 		return s.badRequest(c, endpoint, err)
 	}
-	rec, id, err := s.record(c.UserContext(), t, &r)
+	w := waiters.Get().(*waiter)
+	id, err := s.record(c.UserContext(), t, &r, &w.rec)
 	if err != nil {
+		w.reset()
+		waiters.Put(w)
 		return s.unavailable(c, endpoint, err)
 	}
 	start := time.Now()
-	if err := s.produce(rec); err != nil {
+	if err := s.produce(w); err != nil {
 		return s.unavailable(c, endpoint, err)
 	}
 	s.metrics.produce.Observe(time.Since(start).Seconds())
@@ -498,10 +505,13 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 // ProduceTimeout.
 var errProduceTimeout = errors.New("ingest: no acknowledgement within the produce timeout")
 
-// waiter waits for one record's acknowledgement. Waiters are pooled: a
-// request costs no channel, closure or timer allocation. A waiter whose
-// timer fired is not reused, since its promise may still be called.
+// waiter carries one record and waits for its acknowledgement. Waiters are
+// pooled with their record, value buffer, channel and timer: a postback
+// costs none of these allocations. The client is done with a record once
+// its promise ran; a waiter whose timer fired is dropped instead of reused,
+// since its promise may still run.
 type waiter struct {
+	rec     kgo.Record
 	ch      chan error
 	timer   *time.Timer
 	promise func(*kgo.Record, error)
@@ -510,20 +520,26 @@ type waiter struct {
 var waiters = sync.Pool{New: func() any {
 	w := &waiter{ch: make(chan error, 1), timer: time.NewTimer(time.Hour)}
 	w.timer.Stop()
+	w.rec.Value = make([]byte, 0, 512)
 	w.promise = func(_ *kgo.Record, err error) { w.ch <- err }
 	return w
 }}
 
-// produce hands rec to the producer and waits for Kafka's acknowledgement
-// (acks=all), at most ProduceTimeout. A full producer buffer (the brokers
-// are down or slow) fails at once.
-func (s *Server) produce(rec *kgo.Record) error {
-	w := waiters.Get().(*waiter)
+// reset clears the record for reuse, keeping its buffers.
+func (w *waiter) reset() {
+	w.rec = kgo.Record{Key: w.rec.Key[:0], Value: w.rec.Value[:0]}
+}
+
+// produce hands w's record to the producer and waits for Kafka's
+// acknowledgement (acks=all), at most ProduceTimeout. A full producer buffer
+// (the brokers are down or slow) fails at once.
+func (s *Server) produce(w *waiter) error {
 	w.timer.Reset(s.cfg.ProduceTimeout)
-	s.cl.TryProduce(s.runCtx, rec, w.promise)
+	s.cl.TryProduce(s.runCtx, &w.rec, w.promise)
 	select {
 	case err := <-w.ch:
 		w.timer.Stop() // Go 1.23+: no stale tick can remain in timer.C
+		w.reset()
 		waiters.Put(w)
 		return err
 	case <-w.timer.C:
@@ -611,11 +627,12 @@ func (s *Server) check(t *tenant.Tenant, r *Request) error {
 	return nil
 }
 
-// record builds the Kafka record of a validated postback. It fails only when
-// the salt of the day is unknown within the produce timeout.
-func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request) (*kgo.Record, string, error) {
+// record fills rec, the Kafka record of a validated postback, and returns
+// its id. It fails only when the salt of the day is unknown within the
+// produce timeout.
+func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request, rec *kgo.Record) (string, error) {
 	now := time.Now().UTC()
-	day := schemas.DayOf(now, t.Location)
+	day := s.days.of(now, t.Location)
 	p := schemas.Postback{
 		V: schemas.PostbackVersion, ReceivedAt: now, CustomerCode: t.Code,
 		TimeZone: t.Location.String(), Day: day, AntiCheat: t.AntiCheat,
@@ -635,7 +652,7 @@ func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request) (*kgo
 				v, ok = s.salts.fingerprint(day, t.Code, r.IP, r.UserAgent)
 			}
 			if !ok {
-				return nil, "", errNoSalt
+				return "", errNoSalt
 			}
 		}
 		p.Visitor = v
@@ -643,12 +660,10 @@ func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request) (*kgo
 	// The IP ends here: it is in no field of p.
 	r.IP = ""
 	p.ID = newID(now)
-	v := appendPostback(make([]byte, 0, 512), &p)
-	return &kgo.Record{
-		Topic: s.cfg.Names.Postbacks(),
-		Key:   []byte(schemas.InfluencerKey(t.Code, r.Product, r.InfluencerID)),
-		Value: v,
-	}, p.ID, nil
+	rec.Topic = s.topic
+	rec.Key = append(rec.Key[:0], schemas.InfluencerKey(t.Code, r.Product, r.InfluencerID)...)
+	rec.Value = appendPostback(rec.Value[:0], &p)
+	return p.ID, nil
 }
 
 // itemResult is one entry of a batch answer.
@@ -692,7 +707,8 @@ func (s *Server) handleBatch(c *fiber.Ctx) error {
 			s.metrics.records.WithLabelValues("invalid").Inc()
 			continue
 		}
-		rec, id, err := s.record(c.UserContext(), t, &r)
+		rec := new(kgo.Record)
+		id, err := s.record(c.UserContext(), t, &r, rec)
 		if err != nil {
 			results[i].Status, results[i].Error = fiber.StatusServiceUnavailable, "the visitor-fingerprint salt of the day is not available yet: retry"
 			continue

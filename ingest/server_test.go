@@ -559,3 +559,24 @@ func TestRedactPath(t *testing.T) {
 func readSalts(t *testing.T, addr, topic string, want int) []*kgo.Record {
 	return kafkatest.ReadAll(t, addr, topic, want, 10*time.Second)
 }
+
+// TestRevokeTakesEffect: a key that worked (and is cached) stops working
+// once revoked, without a restart.
+func TestRevokeTakesEffect(t *testing.T) {
+	e := startEdge(t, nil)
+	cl := kafkatest.Client(t, e.b.Addr())
+	ctx := context.Background()
+	rec, err := tenant.PutKey(ctx, cl, e.names, "soon-revoked-key", "default", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 10*time.Second, "the new key accepted", func() bool {
+		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(seedBody)).code == 202
+	})
+	if err := tenant.RevokeKey(ctx, cl, e.names, rec); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 10*time.Second, "the revoked key refused", func() bool {
+		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(seedBody)).code == 401
+	})
+}

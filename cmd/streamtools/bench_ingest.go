@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/streamtools/streamtools/ingest"
 	"github.com/streamtools/streamtools/ingest/loadtest"
 )
 
@@ -25,12 +26,14 @@ func init() {
 			&cli.DurationFlag{Name: "warmup", Value: 500 * time.Millisecond, Usage: "unmeasured time before each run"},
 			&cli.IntFlag{Name: "max", Value: 5_000_000, Usage: "at most this many accepted postbacks per run"},
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "baseline/edge pairs, run back to back; medians are reported"},
+			&cli.DurationFlag{Name: "linger", Usage: "the edge's producer linger (see streamtools ingest --linger)"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the last edge run to this file, and of the last baseline run to this file + .baseline"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			o := loadtest.Options{
 				Conns: cmd.Int("conns"), Duration: cmd.Duration("duration"), Warmup: cmd.Duration("warmup"),
 				Max: int64(cmd.Int("max")), Rounds: cmd.Int("rounds"), Out: os.Stdout,
+				Edit: func(c *ingest.Config) { c.Linger = cmd.Duration("linger") },
 			}
 			if path := cmd.String("cpuprofile"); path != "" {
 				o.Profile = cpuProfile(path)

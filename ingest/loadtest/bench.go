@@ -34,8 +34,10 @@ type Options struct {
 	Profile func() (stop func())
 	// ProfileBaseline, likewise, runs around the last baseline measurement.
 	ProfileBaseline func() (stop func())
-	Out             io.Writer // progress lines
-	Log             *slog.Logger
+	// Edit, when set, adjusts the edge's configuration (e.g. Linger).
+	Edit func(*ingest.Config)
+	Out  io.Writer // progress lines
+	Log  *slog.Logger
 }
 
 // Report holds every run.
@@ -151,10 +153,14 @@ func Compare(ctx context.Context, o Options) (Report, error) {
 		return rep, err
 	}
 
-	edge, err := ingest.New(ingest.Config{
+	cfg := ingest.Config{
 		Addr: "127.0.0.1:0", Brokers: []string{b.Addr()}, Names: names, Log: o.Log,
 		Registerer: prometheus.NewRegistry(),
-	})
+	}
+	if o.Edit != nil {
+		o.Edit(&cfg)
+	}
+	edge, err := ingest.New(cfg)
 	if err != nil {
 		return rep, err
 	}
