@@ -158,8 +158,9 @@ type wireMsg struct {
 
 func (c *wsClient) next(withHeartbeats bool) wireMsg {
 	c.t.Helper()
+	// One deadline for the whole wait: heartbeats must not extend it.
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, b, err := c.conn.ReadMessage()
 		if err != nil {
 			c.t.Fatalf("reading the websocket: %v", err)

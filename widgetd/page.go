@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/url"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -59,7 +60,7 @@ type errorData struct {
 // <product>-widget-<customer>.<domain>/{influencer_id}[/{campaign}] or the
 // path form /{customer_code}/{product}/{influencer_id}[/{campaign}].
 func (s *Server) page(c *fiber.Ctx) error {
-	parts, ok := splitPath(c.Path())
+	parts, ok := splitPath(strings.Clone(c.Path())) // Fiber reuses the buffer
 	var w Widget
 	hostProduct, hostCustomer, isHost := ParseHost(c.Hostname(), s.cfg.Domain)
 	switch {

@@ -401,7 +401,9 @@ const localsKey = "widgetd.params"
 // wsCheck validates a websocket (or plain GET) request before the upgrade,
 // so that errors get a status code and a JSON body.
 func (s *Server) wsCheck(c *fiber.Ctx) error {
-	parts, ok := splitPath(c.Path()[len("/ws"):]) // the route matched /ws/, in any case
+	// Fiber's strings point into buffers it reuses once the handler
+	// returns, and the websocket outlives this handler: copy.
+	parts, ok := splitPath(strings.Clone(c.Path()[len("/ws"):])) // the route matched /ws/, in any case
 	w, ok2 := widgetFromParts(parts)
 	if !ok || !ok2 {
 		s.metrics.rejected.WithLabelValues("bad_request").Inc()

@@ -2,11 +2,13 @@ package widgetd
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,5 +344,47 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := good.Validate(); err != nil {
 		t.Errorf("good config: %v", err)
+	}
+}
+
+// Many websockets at once each get their own influencer: Fiber reuses its
+// request buffers, and a websocket outlives the request that opened it.
+func TestManyConcurrentWidgets(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default"))
+	const n = 60
+	for i := range n {
+		sys.putStats("default", "all", fmt.Sprintf("influencer-%d", i), nil, map[string]int64{"reg": int64(i)}, 0)
+	}
+	srv, _ := sys.startServer("127.0.0.1:0")
+	clients := make([]*wsClient, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			conn, _, err := fws.DefaultDialer.Dial(fmt.Sprintf("ws://%s/ws/default/all/influencer-%d", srv.Addr(), i), nil)
+			if err != nil {
+				t.Errorf("dialing %d: %v", i, err)
+				return
+			}
+			clients[i] = &wsClient{t: t, conn: conn}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, c := range clients {
+		defer c.conn.Close()
+		if m := c.next(false); m.Influencer != fmt.Sprintf("influencer-%d", i) || m.Total != int64(i) {
+			t.Errorf("client %d snapshot: %s with total %d", i, m.Influencer, m.Total)
+		}
+	}
+	for i := range n {
+		sys.putStats("default", "all", fmt.Sprintf("influencer-%d", i), nil, map[string]int64{"reg": int64(1000 + i)}, 0)
+	}
+	for i, c := range clients {
+		if m := c.next(false); m.Influencer != fmt.Sprintf("influencer-%d", i) || m.Total != int64(1000+i) {
+			t.Errorf("client %d update: %s with total %d", i, m.Influencer, m.Total)
+		}
 	}
 }
