@@ -121,6 +121,9 @@ func sentAt(msg []byte) (time.Time, bool) {
 // latency of every update until it reads "stop" (a "reset" line clears the
 // figures after the warm-up), and writes a ClientReport line.
 func RunClients(in io.Reader, out io.Writer) error {
+	if _, err := RaiseFDLimit(); err != nil {
+		return err
+	}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<20), 64<<20)
 	if !sc.Scan() {

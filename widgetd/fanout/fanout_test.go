@@ -30,7 +30,7 @@ func TestRunSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	base, wd, err := Run(ctx, Config{
-		Clients: 20, Influencers: 20, Rate: 5, Warmup: 500 * time.Millisecond, Duration: 2 * time.Second,
+		Clients: 200, Influencers: 20, Rate: 5, Warmup: 500 * time.Millisecond, Duration: 2 * time.Second,
 		ClientCommand: []string{os.Args[0], "-test.run=^$"}, Out: &out,
 	})
 	t.Log("\n" + out.String())
@@ -38,7 +38,7 @@ func TestRunSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []Result{base, wd} {
-		if r.Connected != 20 || r.Updates == 0 || r.P99MS <= 0 {
+		if r.Connected != 200 || r.Updates == 0 || r.P99MS <= 0 {
 			t.Errorf("%s: %+v; want 200 clients receiving updates", r.Name, r)
 		}
 	}
