@@ -19,19 +19,19 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "widgetd_connections", Help: "Open widget websockets."}),
+			Name: "streamtools_widgetd_connections", Help: "Open widget websockets."}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "widgetd_messages_sent_total", Help: "Websocket messages sent, by type (snapshot, update, heartbeat)."}, []string{"type"}),
+			Name: "streamtools_widgetd_messages_sent_total", Help: "Websocket messages sent, by type (snapshot, update, heartbeat)."}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "widgetd_connections_rejected_total", Help: "Websocket upgrades refused, by reason (limit, not_found, bad_request, not_ready)."}, []string{"reason"}),
+			Name: "streamtools_widgetd_connections_rejected_total", Help: "Websocket upgrades refused, by reason (limit, not_found, bad_request, not_ready)."}, []string{"reason"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "widgetd_changelog_records_total", Help: "Stats changelog records read, by table (influencer, campaign)."}, []string{"table"}),
+			Name: "streamtools_widgetd_changelog_records_total", Help: "Stats changelog records read, by table (influencer, campaign)."}, []string{"table"}),
 		badRecords: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "widgetd_changelog_bad_records_total", Help: "Stats changelog records skipped because they did not decode or have a newer schema version."}),
+			Name: "streamtools_widgetd_changelog_bad_records_total", Help: "Stats changelog records skipped because they did not decode or have a newer schema version."}),
 		pendingPartitions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "widgetd_catchup_pending_partitions", Help: "Changelog partitions not yet read up to their end offset as of start; 0 once caught up."}),
+			Name: "streamtools_widgetd_catchup_pending_partitions", Help: "Changelog partitions not yet read up to their end offset as of start; 0 once caught up."}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "widgetd_ready", Help: "1 once the tenant registry and both stats changelogs are caught up."}),
+			Name: "streamtools_widgetd_ready", Help: "1 once the tenant registry and both stats changelogs are caught up."}),
 	}
 	for _, t := range []string{"snapshot", "update", "heartbeat"} {
 		m.messages.WithLabelValues(t)

@@ -313,7 +313,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"widgetd_connections 1", `widgetd_messages_sent_total{type="snapshot"} 1`, "widgetd_ready 1"} {
+	for _, want := range []string{"streamtools_widgetd_connections 1", `streamtools_widgetd_messages_sent_total{type="snapshot"} 1`, "streamtools_widgetd_ready 1"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q:\n%s", want, b)
 		}
