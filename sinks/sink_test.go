@@ -17,6 +17,7 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/pgtest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 	"github.com/streamtools/streamtools/sinks"
 )
@@ -71,22 +72,7 @@ func (e *env) startSink(cfg sinks.Config) (s *sinks.Sink, stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("sink: %v", err)
-		}
-	}
-	e.t.Cleanup(stop)
-	return s, stop
+	return s, testrun.Start(e.t, "sink", s.Run).Stop
 }
 
 func (e *env) produce(recs ...*kgo.Record) {

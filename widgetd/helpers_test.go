@@ -14,6 +14,7 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -106,29 +107,15 @@ func (s *system) startServer(addr string, mod ...func(*Config)) (srv *Server, st
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			s.t.Errorf("widgetd Run: %v", err)
-		}
-	}
-	s.t.Cleanup(stop)
+	run := testrun.Start(s.t, "widgetd Run", srv.Run)
 	select {
 	case <-srv.Ready():
-	case err := <-done:
-		s.t.Fatalf("widgetd stopped before ready: %v", err)
+	case <-run.Exited():
+		s.t.Fatalf("widgetd stopped before ready: %v", run.Err())
 	case <-time.After(20 * time.Second):
 		s.t.Fatal("widgetd not ready after 20s")
 	}
-	return srv, stop
+	return srv, run.Stop
 }
 
 // wsClient reads widget messages, skipping heartbeats unless asked.
