@@ -159,9 +159,6 @@ func kcatRecords(t *testing.T, brokerPort int, topic string) []byte {
 // kcat), Postgres and the widget; then restarts dev on the same data
 // directory and checks that nothing was lost and nothing counted twice.
 func TestDevEndToEndAndRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end dev test; runs in the full suite")
-	}
 	dataDir := t.TempDir()
 	// As root, dev runs Postgres as the postgres user, who must be able to
 	// enter the data directory (t.TempDir makes it 0700).
