@@ -15,11 +15,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/processors/anticheat"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/processors/internal/statscore"
 	"github.com/streamtools/streamtools/processors/statscampaign"
 	"github.com/streamtools/streamtools/processors/statsday"
@@ -44,6 +46,10 @@ type Config struct {
 	Grace            time.Duration
 	// Replication of goka's table and loop topics. Default 1.
 	Replication int
+	// Registerer receives the processors' Prometheus metrics (postbacks by
+	// verdict, re-emitted events, dead letters, stats applied, verdict lag).
+	// Nil: no metrics.
+	Registerer prometheus.Registerer
 }
 
 // Validate names the field to fix.
@@ -82,12 +88,16 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processors: ensuring topics: %w", err)
 	}
+	m, err := procmetrics.New(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	p := &Pipeline{cfg: cfg}
 	p.anticheat, err = anticheat.New(anticheat.Config{
 		Brokers: cfg.Brokers, Names: cfg.Names, Log: cfg.Log,
 		StateDir:         filepath.Join(cfg.StateDir, schemas.GroupAnticheat),
 		EventIDRetention: cfg.EventIDRetention, MaintainEvery: cfg.MaintainEvery, Grace: cfg.Grace,
-		Replication: cfg.Replication,
+		Replication: cfg.Replication, Metrics: m,
 	})
 	if err != nil {
 		return nil, err
@@ -102,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	} {
 		sp, err := s.new(statscore.Config{
 			Brokers: cfg.Brokers, Names: cfg.Names, Log: cfg.Log,
-			StateDir: filepath.Join(cfg.StateDir, s.name), Replication: cfg.Replication,
+			StateDir: filepath.Join(cfg.StateDir, s.name), Replication: cfg.Replication, Metrics: m,
 		})
 		if err != nil {
 			return nil, err

@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/processors"
@@ -22,6 +28,8 @@ var processFlags = []cli.Flag{
 		Usage: "period of the anti-cheat maintenance that deletes past days' visitor claims and expired event ids"},
 	&cli.IntFlag{Name: "replication", Value: 1, Sources: env("replication"),
 		Usage: "replication factor of the table and loop topics goka creates (1 on a single broker; 3 on a production cluster)"},
+	&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9102", Sources: env("metrics-listen"),
+		Usage: "host:port serving Prometheus /metrics (streamtools_processor_postbacks_total, ..._dead_letters_total, ..._verdict_lag_seconds, ...); empty disables it"},
 }
 
 func init() {
@@ -54,6 +62,8 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	p, err := processors.New(setup, processors.Config{
@@ -62,9 +72,30 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 		EventIDRetention: cmd.Duration("event-id-retention"),
 		MaintainEvery:    cmd.Duration("maintain-every"),
 		Replication:      cmd.Int("replication"),
+		Registerer:       reg,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the processors (is Kafka at --brokers %s?): %w", cmd.String("brokers"), err)
+	}
+	if addr := cmd.String("metrics-listen"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on --metrics-listen %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serving metrics", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx) // best effort at exit
+		}()
+		log.Info("processors metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
 	log.Info("processors starting", "generation", names.Generation, "state_dir", dir)
 	return p.Run(ctx)
@@ -75,6 +106,7 @@ func startDevProcess(ctx context.Context, env *devEnv) (func(context.Context) er
 	p, err := processors.New(ctx, processors.Config{
 		Brokers: env.Brokers, Names: env.Names, StateDir: dir,
 		Log: env.Log.With("component", "process"), Partitions: int32(env.Partitions),
+		Registerer: env.Metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamtools/streamtools/processors/internal/gokautil"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -31,17 +32,6 @@ func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.Group
 
 // Table is the changelog topic of the group's table.
 func Table(n schemas.Names) goka.Table { return goka.Table(n.TableTopic(string(Group(n)))) }
-
-// RowCodec encodes and decodes Row values of the table.
-var RowCodec schemas.Codec[Row]
-
-// loopCodec encodes loop messages as JSON and decodes nothing: the callback
-// decodes, so that a bad message goes to the dead-letter topic instead of
-// stopping the processor (goka stops on a codec error).
-type loopCodec struct{}
-
-func (loopCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
-func (loopCodec) Decode(b []byte) (any, error) { return b, nil }
 
 const visitMaintain = "maintain"
 
@@ -67,6 +57,9 @@ type Config struct {
 	ResendAfter time.Duration
 	// Replication of the table and loop topics. Default 1 (one broker).
 	Replication int
+	// Metrics records verdicts, re-emitted copies and dead letters; nil
+	// records nothing.
+	Metrics *procmetrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -203,6 +196,7 @@ func (p *Processor) Maintain(ctx context.Context) error {
 func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
 	p.cfg.Log.Warn("anticheat: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
 	gokautil.DeadLetter(ctx, goka.Stream(p.names.DeadLetter()), string(Group(p.names)), raw, reason)
+	p.cfg.Metrics.DeadLetter(string(Group(p.names)))
 }
 
 // validate reports why a postback cannot be processed, or "".
@@ -248,23 +242,15 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 		// A redelivery (crash or rebalance before the commit): re-send what
 		// this postback may have failed to send; claims and releases are
 		// idempotent.
-		p.resendFrom(ctx, inf, seq)
+		p.resendOwn(ctx, inf, seq)
 		return
 	}
 	if pb.EventType == "" {
 		pb.EventType = schemas.DefaultEventType
 	}
-	ev, err := json.Marshal(&schemas.Event{
-		V: schemas.EventVersion, ID: pb.ID, ReceivedAt: pb.ReceivedAt,
-		CustomerCode: pb.CustomerCode, Day: pb.Day, Attrs: pb.Attrs,
-		SeqPartition: ctx.Partition(), Seq: seq,
-	})
-	if err != nil {
-		ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
-	}
 	e := Pending{
-		Seq: seq, Event: ev, ID: pb.ID, Customer: pb.CustomerCode, Product: pb.Product,
-		EventType: pb.EventType, Day: pb.Day, EventID: pb.EventID, At: pb.ReceivedAt,
+		Seq: seq, Attrs: pb.Attrs, SeqPartition: ctx.Partition(), ID: pb.ID, Customer: pb.CustomerCode,
+		Product: pb.Product, EventType: pb.EventType, Day: pb.Day, EventID: pb.EventID, At: pb.ReceivedAt,
 		EnqueuedAt: time.Now().UTC(),
 	}
 	if pb.EventID != "" {
@@ -278,7 +264,7 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	inf.Pending = append(inf.Pending, e)
 	inf.LastEnqueued = seq
 	p.sendClaims(ctx, &inf.Pending[len(inf.Pending)-1])
-	p.releaseReady(ctx, inf)
+	p.releaseReady(ctx, inf, seq)
 	ctx.SetValue(row)
 }
 
@@ -304,12 +290,21 @@ func (p *Processor) sendClaims(ctx goka.Context, e *Pending) {
 }
 
 func (p *Processor) sendRelease(ctx goka.Context, e *Pending) {
-	ctx.Loopback(ctx.Key(), &loopMsg{V: RowVersion, Kind: kindRelease, Seq: e.Seq, Event: e.Event, Verdict: e.Verdict, Reason: e.Reason})
+	ev, err := e.encodeEvent()
+	if err != nil {
+		ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
+	}
+	ctx.Loopback(ctx.Key(), &loopMsg{V: RowVersion, Kind: kindRelease, Seq: e.Seq, Event: ev, Verdict: e.Verdict, Reason: e.Reason,
+		ReceivedAt: e.At, CampaignKey: schemas.CampaignKey(e.Customer, e.Product, e.Attrs.InfluencerID, e.Attrs.Campaign),
+		DayKey: schemas.DayKey(e.Customer, e.Product, e.Attrs.InfluencerID, e.Attrs.Campaign, e.Day)})
 }
 
 // releaseReady releases, in Seq order, every decided entry after the
-// released prefix, stopping at the first undecided one.
-func (p *Processor) releaseReady(ctx goka.Context, inf *Influencer) {
+// released prefix, stopping at the first undecided one. by is the Seq of
+// the entry whose claim answer (or postback) this callback handles: the
+// entries record it, so that a redelivery of that trigger re-sends exactly
+// the releases its first delivery sent (resendOwn).
+func (p *Processor) releaseReady(ctx goka.Context, inf *Influencer, by int64) {
 	for i := range inf.Pending {
 		e := &inf.Pending[i]
 		if e.Released {
@@ -319,13 +314,15 @@ func (p *Processor) releaseReady(ctx goka.Context, inf *Influencer) {
 			return
 		}
 		e.Released = true
+		e.ReleasedBy = by + 1
 		p.sendRelease(ctx, e)
 	}
 }
 
 // resendFrom re-sends, for the entries from seq on, the claims still
-// unanswered and the releases already decided. Used on redeliveries, whose
-// earlier sends may have been lost in a crash.
+// unanswered and the releases already decided. Used when a release finds
+// an earlier entry unapplied (possible only after a crash), and by
+// resendOwn for rows of earlier versions.
 func (p *Processor) resendFrom(ctx goka.Context, inf *Influencer, seq int64) {
 	for i := range inf.Pending {
 		e := &inf.Pending[i]
@@ -342,10 +339,38 @@ func (p *Processor) resendFrom(ctx goka.Context, inf *Influencer, seq int64) {
 	}
 }
 
+// resendOwn handles the redelivery of a trigger of entry seq (its postback
+// or one of its claim answers), whose first delivery's sends may have been
+// lost in a crash: it re-sends the entry's unanswered claims and the
+// releases that a trigger of this entry sent (ReleasedBy), in Seq order.
+// Releases sent by other triggers are theirs to re-send: re-sending every
+// release behind seq, as earlier versions did, made each redelivered
+// trigger of a long queue re-send the whole queue, and every copy is
+// emitted again (measured: 243,352 copies for 4,000 postbacks after two
+// hard kills).
+func (p *Processor) resendOwn(ctx goka.Context, inf *Influencer, seq int64) {
+	for i := range inf.Pending {
+		e := &inf.Pending[i]
+		switch {
+		case e.Seq < seq:
+		case e.Released && e.ReleasedBy == 0:
+			// A row of an earlier version: who released it is unknown.
+			p.resendFrom(ctx, inf, seq)
+			return
+		case e.Released:
+			if e.ReleasedBy == seq+1 {
+				p.sendRelease(ctx, e)
+			}
+		case e.Seq == seq:
+			p.sendClaims(ctx, e)
+		}
+	}
+}
+
 func (p *Processor) onLoop(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
-	m := new(loopMsg)
-	if err := json.Unmarshal(raw, m); err != nil {
+	m, err := decodeLoop(raw)
+	if err != nil {
 		p.deadLetter(ctx, raw, "decoding loop message: "+err.Error())
 		return
 	}
@@ -410,7 +435,7 @@ func (p *Processor) onAnswer(ctx goka.Context, m *loopMsg) {
 		}
 		if e.Got&m.Claim != 0 {
 			if e.Released {
-				p.resendFrom(ctx, inf, e.Seq) // a redelivered answer
+				p.resendOwn(ctx, inf, e.Seq) // a redelivered answer
 			}
 			return
 		}
@@ -419,7 +444,7 @@ func (p *Processor) onAnswer(ctx goka.Context, m *loopMsg) {
 			e.Dup |= m.Claim
 		}
 		e.decide()
-		p.releaseReady(ctx, inf)
+		p.releaseReady(ctx, inf, e.Seq)
 		ctx.SetValue(row)
 		return
 	}
@@ -439,7 +464,7 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 	if m.Seq <= inf.LastApplied {
 		// A redelivery: emit again, since the first emits may be lost.
 		// Consumers drop events at or below the Seq they applied.
-		p.emit(ctx, m)
+		p.emit(ctx, m, false)
 		return
 	}
 	if len(inf.Pending) == 0 {
@@ -449,7 +474,7 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 	if head.Seq == m.Seq && head.Released {
 		inf.Pending = inf.Pending[1:]
 		inf.LastApplied = m.Seq
-		p.emit(ctx, m)
+		p.emit(ctx, m, true)
 		ctx.SetValue(row)
 		return
 	}
@@ -465,21 +490,33 @@ func (p *Processor) onRelease(ctx goka.Context, m *loopMsg) {
 
 // emit writes the released event to the three events topics, in the same
 // order for every event, so that each topic sees a key's events in Seq
-// order. It encodes once and emits the bytes (eventCodec passes them).
-func (p *Processor) emit(ctx goka.Context, m *loopMsg) {
-	var ev schemas.Event
-	if err := json.Unmarshal(m.Event, &ev); err != nil {
-		ctx.Fail(fmt.Errorf("anticheat: decoding a released event: %w", err))
-	}
-	ev.Verdict, ev.Reason = m.Verdict, m.Reason
-	b, err := json.Marshal(&ev)
-	if err != nil {
-		ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
+// order. The release carries the event encoded with its verdict, and the
+// keys (eventCodec passes the bytes); only releases of earlier versions
+// (JSON, the event without its verdict) are decoded and encoded again.
+func (p *Processor) emit(ctx goka.Context, m *loopMsg, first bool) {
+	b, campaignKey, dayKey := []byte(m.Event), m.CampaignKey, m.DayKey
+	if m.legacy {
+		var ev schemas.Event
+		if err := json.Unmarshal(m.Event, &ev); err != nil {
+			ctx.Fail(fmt.Errorf("anticheat: decoding a released event: %w", err))
+		}
+		ev.Verdict, ev.Reason = m.Verdict, m.Reason
+		var err error
+		if b, err = json.Marshal(&ev); err != nil {
+			ctx.Fail(fmt.Errorf("anticheat: encoding an event: %w", err))
+		}
+		campaignKey = schemas.CampaignKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign)
+		dayKey = schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day)
 	}
 	n := p.names
 	ctx.Emit(goka.Stream(n.Events()), ctx.Key(), b)
-	ctx.Emit(goka.Stream(n.EventsByCampaign()), schemas.CampaignKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign), b)
-	ctx.Emit(goka.Stream(n.EventsByDay()), schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day), b)
+	ctx.Emit(goka.Stream(n.EventsByCampaign()), campaignKey, b)
+	ctx.Emit(goka.Stream(n.EventsByDay()), dayKey, b)
+	if first {
+		p.cfg.Metrics.Verdict(m.Verdict, m.Reason, m.ReceivedAt)
+	} else {
+		p.cfg.Metrics.Reemitted()
+	}
 }
 
 // eventCodec encodes Events, passing already encoded bytes through.

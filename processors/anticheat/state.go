@@ -44,12 +44,16 @@ const (
 // Pending is a postback waiting for its verdict or for its turn.
 type Pending struct {
 	Seq int64 `json:"seq"`
-	// Event is the encoded schemas.Event without its verdict (Verdict
-	// and Reason below): kept encoded, so that the row decodes and encodes
-	// cheaply however long the queue grows while claims are in flight.
-	Event   json.RawMessage `json:"event"`
-	Verdict string          `json:"verdict,omitempty"`
-	Reason  string          `json:"reason,omitempty"`
+	// Event is set only in rows of earlier versions: the encoded
+	// schemas.Event without its verdict. Rows now keep the event's fields
+	// (Attrs, SeqPartition and the fields below) and encode the event once,
+	// with its verdict, into the release message: the row, rewritten to the
+	// changelog on every callback of its key, stays small.
+	Event        json.RawMessage `json:"event,omitempty"`
+	Attrs        schemas.Attrs   `json:"attrs"`
+	SeqPartition int32           `json:"seq_partition,omitempty"`
+	Verdict      string          `json:"verdict,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
 	// ID, Customer, Product, EventType and Day name the claims.
 	ID        string    `json:"id"`
 	Customer  string    `json:"customer"`
@@ -66,11 +70,31 @@ type Pending struct {
 	// Released: the release message is sent; the event is emitted when it
 	// comes back, in Seq order.
 	Released bool `json:"released,omitempty"`
+	// ReleasedBy is 1 + the Seq of the entry whose trigger (postback or
+	// claim answer) released this one; 0 when unknown (rows of earlier
+	// versions). Not in JSON: only binary rows carry it.
+	ReleasedBy int64 `json:"-"`
 	// EnqueuedAt (wall clock) lets maintenance re-send stale claims.
 	EnqueuedAt time.Time `json:"enqueued_at"`
 }
 
 func (p *Pending) decided() bool { return p.Verdict != "" }
+
+// encodeEvent encodes the decided entry's schemas.Event, with its verdict.
+func (p *Pending) encodeEvent() ([]byte, error) {
+	if len(p.Event) > 0 { // a row of an earlier version
+		var ev schemas.Event
+		if err := json.Unmarshal(p.Event, &ev); err != nil {
+			return nil, err
+		}
+		ev.Verdict, ev.Reason = p.Verdict, p.Reason
+		return json.Marshal(&ev)
+	}
+	return json.Marshal(&schemas.Event{
+		V: schemas.EventVersion, ID: p.ID, ReceivedAt: p.At, CustomerCode: p.Customer, Day: p.Day,
+		Attrs: p.Attrs, Verdict: p.Verdict, Reason: p.Reason, SeqPartition: p.SeqPartition, Seq: p.Seq,
+	})
+}
 
 // decide sets the verdict once every wanted claim answered. A repeated
 // event_id wins over a repeated visitor as the reason.
@@ -119,9 +143,18 @@ type loopMsg struct {
 	ReceivedAt time.Time `json:"received_at"`
 	Duplicate  bool      `json:"duplicate,omitempty"`
 	// Release.
-	Event   json.RawMessage `json:"event,omitempty"` // without its verdict
+	// Event is the encoded schemas.Event with its verdict (in messages of
+	// earlier versions, JSON ones, without it: see legacy).
+	Event   json.RawMessage `json:"event,omitempty"`
 	Verdict string          `json:"verdict,omitempty"`
 	Reason  string          `json:"reason,omitempty"`
+	// CampaignKey and DayKey are the event's keys in the events-by-campaign
+	// and events-by-day topics (binary messages only).
+	CampaignKey string `json:"-"`
+	DayKey      string `json:"-"`
+	// legacy: decoded from JSON (earlier versions): Event lacks its verdict
+	// and the keys are absent.
+	legacy bool
 }
 
 // Key prefixes of claim rows.

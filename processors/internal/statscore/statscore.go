@@ -15,6 +15,7 @@ import (
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamtools/streamtools/processors/internal/gokautil"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -37,6 +38,8 @@ type Config struct {
 	Log      *slog.Logger
 	// Replication of the table topic. Default 1 (one broker).
 	Replication int
+	// Metrics records events applied and dead letters; nil records nothing.
+	Metrics *procmetrics.Metrics
 }
 
 // Validate names the field to fix.
@@ -99,6 +102,7 @@ func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.Wait
 func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
 	p.cfg.Log.Warn("stats: dead letter", "group", p.spec.Group, "topic", ctx.Topic(), "offset", ctx.Offset(), "reason", reason)
 	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), string(p.spec.Group), raw, reason)
+	p.cfg.Metrics.DeadLetter(string(p.spec.Group))
 }
 
 func (p *Processor) onEvent(ctx goka.Context, msg any) {
@@ -125,10 +129,12 @@ func (p *Processor) onEvent(ctx goka.Context, msg any) {
 		row = &r
 		row.V = schemas.StatsVersion
 	} else if ev.Seq <= row.LastSeq {
+		p.cfg.Metrics.Applied(string(p.spec.Group), true)
 		return // a replay or redelivery: already applied
 	}
 	Apply(row, ev)
 	ctx.SetValue(row)
+	p.cfg.Metrics.Applied(string(p.spec.Group), false)
 }
 
 // Apply adds ev to row's absolute counts. The caller checks the replay
