@@ -29,7 +29,7 @@ func newLimiters(def float64, minBurst int) *limiters {
 }
 
 // allow takes n tokens from key's bucket; customerLimit 0 means the default.
-func (l *limiters) allow(key string, customerLimit, n int) bool {
+func (l *limiters) allow(key string, customerLimit, n int, now time.Time) bool {
 	limit := l.def
 	if customerLimit > 0 {
 		limit = float64(customerLimit)
@@ -57,10 +57,7 @@ func (l *limiters) allow(key string, customerLimit, n int) bool {
 		k.SetBurst(l.burst(limit))
 		l.mu.Unlock()
 	}
-	return k.AllowN(timeNow(), n)
+	return k.AllowN(now, n)
 }
 
 func (l *limiters) burst(limit float64) int { return max(int(limit), l.minBurst, 1) }
-
-// timeNow is time.Now; a variable so that the limiter can be tested.
-var timeNow = time.Now
