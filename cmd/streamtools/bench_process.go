@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -41,6 +43,7 @@ func init() {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			loadBefore := loadAverage()
 			r, err := processbench.Run(ctx, processbench.Options{
 				Events: cmd.Int("events"), Keys: cmd.Int("keys"), Partitions: int32(cmd.Int("partitions")),
 				Rate: cmd.Int("rate"), LatencyTime: cmd.Duration("latency-duration"), Out: os.Stderr,
@@ -53,7 +56,26 @@ func init() {
 			fmt.Printf("processors, first table change -> complete: %9.0f postbacks/s  ratio %.2f (goal >= 0.4)\n", r.SteadyRate, r.RatioSteady)
 			fmt.Printf("latency postback produced -> stats row visible at %d/s: p50 %v  p99 %v  max %v  (%d samples; goal p99 <= 10ms)\n",
 				cmd.Int("rate"), r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond), r.LatencySamples)
+			fmt.Printf("  of which produced -> event with its verdict visible (anticheat): p50 %v  p99 %v\n",
+				r.EventP50.Round(10*time.Microsecond), r.EventP99.Round(10*time.Microsecond))
+			if loadBefore != "" {
+				fmt.Printf("machine: %d CPUs, load average (1 5 15 min) %s before, %s after\n", runtime.NumCPU(), loadBefore, loadAverage())
+			}
 			return nil
 		},
 	})
+}
+
+// loadAverage is the 1, 5 and 15 minute load average of the machine
+// (Linux), "" where unknown: the figures depend on what else runs.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

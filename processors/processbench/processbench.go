@@ -36,12 +36,15 @@ type Options struct {
 
 // Report holds the figures of one run.
 type Report struct {
-	Events                         int
-	Baseline                       time.Duration // bare consumer, best of two
-	Pipeline                       time.Duration // processors start -> all tables complete
-	PipelineFromFirst              time.Duration // first table change -> all tables complete
-	P50, P99, Max                  time.Duration
-	LatencySamples                 int
+	Events            int
+	Baseline          time.Duration // bare consumer, best of two
+	Pipeline          time.Duration // processors start -> all tables complete
+	PipelineFromFirst time.Duration // first table change -> all tables complete
+	P50, P99, Max     time.Duration
+	LatencySamples    int
+	// EventP50 and EventP99: postback produced -> event (with its verdict)
+	// visible in the events topic, the anticheat part of the latency.
+	EventP50, EventP99             time.Duration
 	BaselineRate, PipeRate         float64
 	SteadyRate, Ratio, RatioSteady float64
 }
@@ -203,12 +206,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if _, err := tail.waitAll(ctx, int64(o.Events+sent), done); err != nil {
 		return nil, err
 	}
-	lat := tail.latencies()
+	lat, evLat := tail.latencies()
 	pcancel()
 	<-done
-	if len(lat) == 0 {
+	if len(lat) == 0 || len(evLat) == 0 {
 		return nil, fmt.Errorf("no latency samples")
 	}
+	slices.Sort(evLat)
+	rep.EventP50, rep.EventP99 = evLat[len(evLat)/2], evLat[len(evLat)*99/100]
 	slices.Sort(lat)
 	rep.LatencySamples = len(lat)
 	rep.P50, rep.P99, rep.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]

@@ -26,18 +26,22 @@ type tail struct {
 	first   time.Time
 	measure bool
 	lat     []time.Duration
+	// events is the events topic; evLat the latency produced -> event
+	// visible (the anticheat part of lat).
+	events  string
+	evLat   []time.Duration
 	changed chan struct{}
 }
 
 func newTail(addr string, n schemas.Names) (*tail, error) {
 	topics := []string{string(statsinfluencer.Table(n)), string(statscampaign.Table(n)), string(statsday.Table(n))}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topics...),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(append([]string{n.Events()}, topics...)...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation(),
 		kgo.MetadataMinAge(100*time.Millisecond), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
-	t := &tail{cl: cl, topics: topics, rows: map[string]map[string]int64{}, sums: map[string]int64{}, changed: make(chan struct{}, 1)}
+	t := &tail{cl: cl, topics: topics, events: n.Events(), rows: map[string]map[string]int64{}, sums: map[string]int64{}, changed: make(chan struct{}, 1)}
 	for _, tp := range topics {
 		t.rows[tp] = map[string]int64{}
 	}
@@ -48,11 +52,20 @@ func (t *tail) close() { t.cl.Close() }
 
 func (t *tail) run(ctx context.Context) {
 	var s schemas.Stats
+	var ev struct {
+		ReceivedAt time.Time `json:"received_at"`
+	}
 	for ctx.Err() == nil {
 		fs := t.cl.PollFetches(ctx)
 		now := time.Now()
 		t.mu.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic == t.events {
+				if t.measure && json.Unmarshal(r.Value, &ev) == nil {
+					t.evLat = append(t.evLat, now.Sub(ev.ReceivedAt))
+				}
+				return
+			}
 			if r.Value == nil || json.Unmarshal(r.Value, &s) != nil {
 				return
 			}
@@ -88,10 +101,10 @@ func (t *tail) startLatency() {
 	t.mu.Unlock()
 }
 
-func (t *tail) latencies() []time.Duration {
+func (t *tail) latencies() (stats, events []time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]time.Duration(nil), t.lat...)
+	return append([]time.Duration(nil), t.lat...), append([]time.Duration(nil), t.evLat...)
 }
 
 // waitAll waits until every table applied want events, and returns when
