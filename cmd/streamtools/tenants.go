@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -112,7 +111,7 @@ func init() {
 					if err := tenant.PutCustomer(ctx, s.cl, s.names, c); err != nil {
 						return err
 					}
-					fmt.Printf("customer %s saved (timezone %s, anticheat %v)\n", c.Code, c.TimeZone, c.AntiCheat)
+					fmt.Fprintf(cmd.Root().Writer, "customer %s saved (timezone %s, anticheat %v)\n", c.Code, c.TimeZone, c.AntiCheat)
 					return nil
 				},
 			},
@@ -163,7 +162,7 @@ func init() {
 					if err := tenant.PutCustomer(ctx, s.cl, s.names, c); err != nil {
 						return err
 					}
-					fmt.Printf("customer %s: %d product(s)\n", c.Code, len(products))
+					fmt.Fprintf(cmd.Root().Writer, "customer %s: %d product(s)\n", c.Code, len(products))
 					return nil
 				},
 			},
@@ -179,7 +178,7 @@ func init() {
 					defer s.Close()
 					cs := s.reg.Customers()
 					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
-					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(w, "CODE\tNAME\tTIMEZONE\tANTICHEAT\tRATE LIMIT\tPRODUCTS")
 					for _, c := range cs {
 						var ps []string
@@ -217,8 +216,8 @@ func init() {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(os.Stderr, "access key for %s (id %s); store it now, it is not shown again:\n", code, rec.Hash[:12])
-					fmt.Println(key)
+					fmt.Fprintf(cmd.Root().ErrWriter, "access key for %s (id %s); store it now, it is not shown again:\n", code, rec.Hash[:12])
+					fmt.Fprintln(cmd.Root().Writer, key)
 					return nil
 				},
 			},
@@ -244,7 +243,7 @@ func init() {
 					if err := tenant.RevokeKey(ctx, s.cl, s.names, rec); err != nil {
 						return err
 					}
-					fmt.Printf("key %s of %s revoked\n", rec.Hash[:12], rec.CustomerCode)
+					fmt.Fprintf(cmd.Root().Writer, "key %s of %s revoked\n", rec.Hash[:12], rec.CustomerCode)
 					return nil
 				},
 			},
@@ -260,7 +259,7 @@ func init() {
 					defer s.Close()
 					ks := s.reg.Keys()
 					sort.Slice(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
-					w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(w, "ID\tCUSTOMER\tLABEL\tCREATED\tREVOKED")
 					for _, k := range ks {
 						if c := cmd.String("customer"); c != "" && k.CustomerCode != c {
