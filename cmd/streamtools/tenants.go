@@ -60,6 +60,18 @@ func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) 
 
 func (s *tenantSession) Close() { s.stop(); s.cl.Close() }
 
+// withTenants wraps an action that needs the tenant topics read to their end.
+func withTenants(fn func(context.Context, *cli.Command, *tenantSession) error) cli.ActionFunc {
+	return func(ctx context.Context, cmd *cli.Command) error {
+		s, err := openTenants(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return fn(ctx, cmd, s)
+	}
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -86,12 +98,7 @@ func init() {
 					&cli.BoolFlag{Name: "anticheat", Usage: "filter the same visitor doing the same action twice on one day (--anticheat=false to turn off)"},
 					&cli.IntFlag{Name: "rate-limit", Usage: "postbacks per second per access key; 0 = the edge's default"},
 				}, kafkaFlags()...),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					c := schemas.Customer{Code: cmd.String("code"), TimeZone: "UTC"}
 					if t, ok := s.reg.Customer(c.Code); ok {
 						c = t.Customer
@@ -113,7 +120,7 @@ func init() {
 					}
 					fmt.Fprintf(cmd.Root().Writer, "customer %s saved (timezone %s, anticheat %v)\n", c.Code, c.TimeZone, c.AntiCheat)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "product",
@@ -126,12 +133,7 @@ func init() {
 					&cli.IntFlag{Name: "goal", Usage: "widget goal"},
 					&cli.BoolFlag{Name: "delete", Usage: "remove the product instead"},
 				}, kafkaFlags()...),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					t, ok := s.reg.Customer(cmd.String("customer"))
 					if !ok {
 						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", cmd.String("customer"), cmd.String("customer"))
@@ -164,18 +166,13 @@ func init() {
 					}
 					fmt.Fprintf(cmd.Root().Writer, "customer %s: %d product(s)\n", c.Code, len(products))
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "list",
 				Usage: "list customers and their products",
 				Flags: kafkaFlags(),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					cs := s.reg.Customers()
 					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
 					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
@@ -189,7 +186,7 @@ func init() {
 						fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%d\t%s\n", c.Code, c.Name, c.TimeZone, c.AntiCheat, c.RateLimit, strings.Join(ps, ","))
 					}
 					return w.Flush()
-				},
+				}),
 			},
 		},
 	})
@@ -202,12 +199,7 @@ func init() {
 				Name:  "create",
 				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
 				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, kafkaFlags()...),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
 					if _, ok := s.reg.Customer(code); !ok {
 						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", code, code)
@@ -219,23 +211,18 @@ func init() {
 					fmt.Fprintf(cmd.Root().ErrWriter, "access key for %s (id %s); store it now, it is not shown again:\n", code, rec.Hash[:12])
 					fmt.Fprintln(cmd.Root().Writer, key)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "revoke",
 				Usage:     "revoke a key, given the key itself or the id (hash prefix) that `keys list` shows",
 				ArgsUsage: "<key or id>",
 				Flags:     kafkaFlags(),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					arg := cmd.Args().First()
 					if arg == "" {
 						return fmt.Errorf("give the key or its id (from `streamtools keys list`) as the argument")
 					}
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
 					rec, err := findKey(s.reg.Keys(), arg)
 					if err != nil {
 						return err
@@ -245,18 +232,13 @@ func init() {
 					}
 					fmt.Fprintf(cmd.Root().Writer, "key %s of %s revoked\n", rec.Hash[:12], rec.CustomerCode)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "list",
 				Usage: "list keys (ids only; keys themselves are never stored)",
 				Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's keys"}}, kafkaFlags()...),
-				Action: func(ctx context.Context, cmd *cli.Command) error {
-					s, err := openTenants(ctx, cmd)
-					if err != nil {
-						return err
-					}
-					defer s.Close()
+				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					ks := s.reg.Keys()
 					sort.Slice(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
 					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
@@ -272,7 +254,7 @@ func init() {
 						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.Hash[:12], k.CustomerCode, k.Label, k.CreatedAt.Format(time.RFC3339), revoked)
 					}
 					return w.Flush()
-				},
+				}),
 			},
 		},
 	})
