@@ -98,7 +98,7 @@ func ProcessorOptions(o Options, replication int) ([]goka.ProcessorOption, error
 		goka.WithStorageBuilder(WriteBackBuilder(filepath.Clean(o.StateDir))),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(SaramaConfig(), tm)),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(SaramaConfig())),
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(SaramaConfig())),
+		goka.WithConsumerGroupBuilder(ContiguousCommits(goka.ConsumerGroupBuilderWithConfig(SaramaConfig()))),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(SaramaConfig())),
 	}, nil
 }
