@@ -118,7 +118,7 @@ func New(cfg Config) (*Processor, error) {
 	g := goka.DefineGroup(Group(n),
 		goka.Input(goka.Stream(n.Postbacks()), new(codec.Bytes), p.onPostback),
 		goka.Loop(loopCodec{}, p.onLoop),
-		goka.Persist(RowCodec),
+		goka.Persist(rowCodec{cache: newRowCache()}),
 		goka.Output(goka.Stream(n.Events()), eventCodec{}),
 		goka.Output(goka.Stream(n.EventsByCampaign()), eventCodec{}),
 		goka.Output(goka.Stream(n.EventsByDay()), eventCodec{}),

@@ -74,11 +74,34 @@ type Pending struct {
 	// claim answer) released this one; 0 when unknown (rows of earlier
 	// versions). Not in JSON: only binary rows carry it.
 	ReleasedBy int64 `json:"-"`
+	// enc is this entry's binary encoding as last written or read, reused
+	// while the fields that change after enqueue are the same (encState).
+	enc *pendingEnc
 	// EnqueuedAt (wall clock) lets maintenance re-send stale claims.
 	EnqueuedAt time.Time `json:"enqueued_at"`
 }
 
 func (p *Pending) decided() bool { return p.Verdict != "" }
+
+// pendingEnc is an entry's encoding and the fields that can change after
+// enqueue at the time it was made (the others never change).
+type pendingEnc struct {
+	state encState
+	b     []byte
+}
+
+type encState struct {
+	got, dup, want  uint8
+	verdict, reason string
+	released        bool
+	releasedBy      int64
+	pending         int // len(Event): set only in rows of earlier versions
+}
+
+func (p *Pending) encState() encState {
+	return encState{got: p.Got, dup: p.Dup, want: p.Want, verdict: p.Verdict, reason: p.Reason,
+		released: p.Released, releasedBy: p.ReleasedBy, pending: len(p.Event)}
+}
 
 // encodeEvent encodes the decided entry's schemas.Event, with its verdict.
 func (p *Pending) encodeEvent() ([]byte, error) {
