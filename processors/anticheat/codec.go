@@ -157,7 +157,7 @@ type rowCache struct {
 
 // rowCacheBytes bounds the encodings held; the cache is emptied when full
 // (rows of idle keys are never taken).
-const rowCacheBytes = 64 << 20
+const rowCacheBytes = 16 << 20
 
 func newRowCache() *rowCache { return &rowCache{rows: map[string]*Row{}} }
 

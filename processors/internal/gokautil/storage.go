@@ -9,9 +9,13 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 )
 
-// writeBackEntries is how many changed rows a table partition keeps in
-// memory before writing them to LevelDB in one batch.
-const writeBackEntries = 1024
+// A table partition keeps at most writeBackEntries changed rows, or
+// writeBackBytes of them, in memory before writing them to LevelDB in one
+// batch (a larger batch stalls its partition longer).
+const (
+	writeBackEntries = 1024
+	writeBackBytes   = 1 << 20
+)
 
 // WriteBackBuilder returns LevelDB storage (one database per table
 // partition under dir) behind a small write-back buffer: Set and Delete
@@ -49,10 +53,11 @@ type writeBack struct {
 
 	mu sync.Mutex // guards the fields below; SetOffset runs on producer goroutines
 	// dirty holds rows not yet in db; a nil value is a deletion.
-	dirty     map[string][]byte
-	offset    int64 // the latest offset set, written with the next batch
-	hasOffset bool
-	stored    int64 // the offset last written to the inner storage
+	dirty      map[string][]byte
+	dirtyBytes int
+	offset     int64 // the latest offset set, written with the next batch
+	hasOffset  bool
+	stored     int64 // the offset last written to the inner storage
 }
 
 func (w *writeBack) Has(key string) (bool, error) {
@@ -83,7 +88,8 @@ func (w *writeBack) put(key string, value []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.dirty[key] = value
-	if len(w.dirty) >= writeBackEntries {
+	w.dirtyBytes += len(key) + len(value)
+	if len(w.dirty) >= writeBackEntries || w.dirtyBytes >= writeBackBytes {
 		return w.flushLocked()
 	}
 	return nil
@@ -121,6 +127,7 @@ func (w *writeBack) flushLocked() error {
 			return fmt.Errorf("writing %d rows to leveldb: %w", len(w.dirty), err)
 		}
 		clear(w.dirty)
+		w.dirtyBytes = 0
 	}
 	if w.hasOffset && w.offset != w.stored {
 		if err := w.Storage.SetOffset(w.offset); err != nil {
