@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v3"
 
@@ -128,9 +127,8 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	env := &devEnv{
 		Cmd: cmd, Brokers: []string{b.Addr()}, Names: names, Partitions: cmd.Int("partitions"),
 		DataDir: dataDir, DatabaseURL: cmd.String("database-url"), Log: log,
-		Metrics: prometheus.NewRegistry(),
+		Metrics: newRegistry(),
 	}
-	env.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	env.Banner = append(env.Banner, fmt.Sprintf("broker     kafka://%s (embedded kfake, data in %s)", b.Addr(), filepath.Join(dataDir, "kafka")))
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/processors"
@@ -62,8 +56,7 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	p, err := processors.New(setup, processors.Config{
@@ -77,26 +70,11 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return fmt.Errorf("starting the processors (is Kafka at --brokers %s?): %w", cmd.String("brokers"), err)
 	}
-	if addr := cmd.String("metrics-listen"); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listening on --metrics-listen %s: %w", addr, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("serving metrics", "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx) // best effort at exit
-		}()
-		log.Info("processors metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log)
+	if err != nil {
+		return err
 	}
+	defer stopMetrics()
 	log.Info("processors starting", "generation", names.Generation, "state_dir", dir)
 	return p.Run(ctx)
 }

@@ -2,15 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/sinks"
@@ -50,8 +43,7 @@ func runSink(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	s, err := sinks.New(sinks.Config{
 		Brokers: brokersFrom(cmd), Names: names, DatabaseURL: cmd.String("database-url"),
 		Consumer: cmd.String("consumer"), BatchSize: cmd.Int("batch-size"), RetentionDays: cmd.Int("retention-days"),
@@ -60,26 +52,11 @@ func runSink(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	if addr := cmd.String("metrics-listen"); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listening on --metrics-listen %s: %w", addr, err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("serving metrics", "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx) // best effort at exit
-		}()
-		log.Info("sink metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log)
+	if err != nil {
+		return err
 	}
+	defer stopMetrics()
 	return s.Run(ctx)
 }
 
