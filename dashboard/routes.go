@@ -94,7 +94,7 @@ func (s *Server) routes() {
 	app.Get("/api/v1/views/:view", s.viewAPI)
 	app.Get("/api/v1/export/:view.csv", s.exportCSV)
 	app.Use(func(c *fiber.Ctx) error {
-		return &apiError{Status: fiber.StatusNotFound, Msg: "no such page: see docs/dashboard.md for the routes"}
+		return &apiError{Status: fiber.StatusNotFound, Msg: "no such page: see the README (dashboard) for the routes"}
 	})
 }
 

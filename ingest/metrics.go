@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the edge's Prometheus metrics (see docs/ingest.md, Metrics).
+// metrics are the edge's Prometheus metrics (see the README (Sending postbacks), Metrics).
 type metrics struct {
 	requests *prometheus.CounterVec // by status code and endpoint
 	records  *prometheus.CounterVec // postbacks (batch items included) by result

@@ -72,7 +72,7 @@ type Config struct {
 	// DefaultRateLimit is the sustained postbacks per second allowed per
 	// access key when the customer sets no RateLimit; default 100000, which
 	// is above what one edge instance can take on the machines measured (see
-	// docs/ingest.md), so the default never throttles a sender below the
+	// the README (Sending postbacks)), so the default never throttles a sender below the
 	// edge's capacity. Negative disables the default limit.
 	DefaultRateLimit float64
 	// SaltCheckEvery is how often the edge makes sure the daily salts exist
@@ -80,7 +80,7 @@ type Config struct {
 	SaltCheckEvery time.Duration
 	// Linger is how long the producer waits to fill a batch; default 0:
 	// batches fill while the previous produce request is in flight, which
-	// gave the best throughput and latency (docs/ingest.md, Benchmark).
+	// gave the best throughput and latency (the README (Sending postbacks), Benchmark).
 	Linger time.Duration
 	// KafkaOpts are extra franz-go options (TLS, SASL, ...) for every client.
 	KafkaOpts []kgo.Opt

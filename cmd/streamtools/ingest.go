@@ -44,7 +44,7 @@ func init() {
 		Usage: "run the postback edge: POST/GET /{access_key} and POST /{access_key}/batch into the postbacks topic",
 		Description: "Accepts the brands' postbacks, validates them, fingerprints the visitor with a daily salt and\n" +
 			"drops the IP, and answers 202 only once Kafka acknowledged the record (acks=all).\n" +
-			"Also serves /healthz, /readyz and /metrics. See docs/ingest.md.",
+			"Also serves /healthz, /readyz and /metrics. See the README (Sending postbacks).",
 		Flags:  append(append(append([]cli.Flag{}, ingestFlags...), kafkaFlags()...), logFlags()...),
 		Action: runIngest,
 	})

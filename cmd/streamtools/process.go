@@ -33,7 +33,7 @@ func init() {
 		Description: "Reads the postbacks topic, gives every postback a verdict (counted, duplicate_visitor,\n" +
 			"duplicate_event_id) into the events topics, and keeps exact absolute counts in the stats tables.\n" +
 			"Run any number of instances: they share the partitions through goka's consumer groups.\n" +
-			"Bump --generation to rebuild every table from the start of postbacks. See docs/processors.md.",
+			"Bump --generation to rebuild every table from the start of postbacks. See the README (Verdicts and exact counts).",
 		Flags:  append(append(append([]cli.Flag{}, processFlags...), kafkaFlags()...), logFlags()...),
 		Action: runProcess,
 	})

@@ -27,7 +27,7 @@ func init() {
 		Description: "Consumes the events topic and the stats-day table changelog of --generation and upserts them\n" +
 			"into the events and daily_stats tables, storing the consumed offsets in the same transaction:\n" +
 			"a restart resumes exactly, and re-reading any topic changes nothing. Migrates the schema at start.\n" +
-			"Postgres down: retries with backoff. See docs/sink.md.",
+			"Postgres down: retries with backoff. See the README (Postgres section).",
 		Flags:  append(append(append([]cli.Flag{flagDatabaseURL}, sinkFlags...), kafkaFlags()...), logFlags()...),
 		Action: runSink,
 	})

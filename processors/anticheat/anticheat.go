@@ -6,7 +6,7 @@
 // loop topic, and the maintenance that deletes claims of past days and
 // expired event ids. It does not count: see the stats packages. The design,
 // and why it gives exact counts under at-least-once delivery, is in
-// docs/processors.md.
+// the README (Verdicts and exact counts).
 package anticheat
 
 import (
