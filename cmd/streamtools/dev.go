@@ -47,10 +47,12 @@ type devEnv struct {
 }
 
 // devPart is one component of dev. Parts start in Order and stop in
-// reverse order, each waiting for the previous one to return.
+// reverse order, each waiting for the previous one to return, except that
+// intake parts stop first: nothing new is accepted while the rest drains.
 type devPart struct {
-	Name  string
-	Order int
+	Name   string
+	Order  int
+	Intake bool
 	// Start prepares the part and returns its Run function (nil when the
 	// part has nothing to run, e.g. when it lacks Postgres).
 	Start func(ctx context.Context, env *devEnv) (run func(context.Context) error, err error)
@@ -143,14 +145,25 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	sort.SliceStable(parts, func(i, j int) bool { return parts[i].Order < parts[j].Order })
 	type running struct {
 		name   string
+		intake bool
 		cancel context.CancelFunc
 		done   chan error
 	}
 	var started []running
 	stopAll := func() error {
-		var errs []error
+		var order []running
+		for _, r := range started {
+			if r.intake {
+				order = append(order, r)
+			}
+		}
 		for i := len(started) - 1; i >= 0; i-- {
-			r := started[i]
+			if !started[i].intake {
+				order = append(order, started[i])
+			}
+		}
+		var errs []error
+		for _, r := range order {
 			r.cancel()
 			if err := <-r.done; err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, fmt.Errorf("%s: %w", r.name, err))
@@ -169,7 +182,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 			continue
 		}
 		pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
-		r := running{name: p.Name, cancel: pcancel, done: make(chan error, 1)}
+		r := running{name: p.Name, intake: p.Intake, cancel: pcancel, done: make(chan error, 1)}
 		go func() {
 			err := run(pctx)
 			if pctx.Err() == nil {

@@ -50,7 +50,7 @@ func init() {
 	})
 	listen := &cli.StringFlag{Name: "ingest-listen", Value: "127.0.0.1:8080", Sources: env("ingest-listen"),
 		Usage: "host:port of the postback edge"}
-	registerDev(devPart{Name: "ingest", Order: 10, Start: startDevIngest}, listen)
+	registerDev(devPart{Name: "ingest", Order: 10, Intake: true, Start: startDevIngest}, listen)
 	addLateDevFlag(listen)
 }
 
