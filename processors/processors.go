@@ -131,7 +131,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		g.Go(func() error { return s.Run(gctx) })
 	}
 	err := g.Wait()
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+	if ctx.Err() != nil {
+		// Stopped on request. goka reports a stop during its start-up
+		// (table recovery) as an error that does not wrap context.Canceled;
+		// either way nothing uncommitted is lost: it is consumed again.
 		return nil
 	}
 	return err

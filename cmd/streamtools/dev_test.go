@@ -41,7 +41,7 @@ type devProc struct {
 	done   chan error
 }
 
-func startDev(t *testing.T, dataDir string, ports map[string]int) *devProc {
+func startDev(t *testing.T, dataDir string, ports map[string]int, extra ...string) *devProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	args := []string{"streamtools", "dev", "--data-dir", dataDir, "--log-level", "warn",
@@ -51,6 +51,7 @@ func startDev(t *testing.T, dataDir string, ports map[string]int) *devProc {
 		"--dashboard-listen", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"]),
 		"--postgres-port", fmt.Sprint(ports["postgres"]),
 	}
+	args = append(args, extra...)
 	p := &devProc{cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- newApp().Run(ctx, args) }()
 	t.Cleanup(func() { p.stop(t) })
@@ -130,7 +131,8 @@ func widgetTotal(t *testing.T, port int, path string) int64 {
 	t.Helper()
 	c, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/ws/%s", port, path), nil)
 	if err != nil {
-		t.Fatalf("dialing the widget websocket: %v", err)
+		t.Logf("dialing the widget websocket: %v", err)
+		return -1 // not up yet: callers poll, or compare with the total they want
 	}
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -232,5 +234,24 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	var n int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil || n != 3 {
 		t.Fatalf("events has %d rows (%v), want 3", n, err)
+	}
+}
+
+// TestDevWithoutPostgres: on a machine without the PostgreSQL server
+// binaries, dev still runs the edge, the processors and the widget, and
+// leaves out only what needs Postgres.
+func TestDevWithoutPostgres(t *testing.T) {
+	ports := map[string]int{}
+	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
+		ports[name] = freePort(t)
+	}
+	startDev(t, t.TempDir(), ports, "--postgres-bin-dir", t.TempDir())
+	postback(t, ports["ingest"], seedBody)
+	kafkatest.Eventually(t, 60*time.Second, "the widget to count the postback", func() bool {
+		return widgetTotal(t, ports["widgetd"], "default/product/influ_test") == 1
+	})
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"]), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the dashboard listens without a database")
 	}
 }

@@ -51,24 +51,6 @@ func init() {
 	listen := &cli.StringFlag{Name: "ingest-listen", Value: "127.0.0.1:8080", Sources: env("ingest-listen"),
 		Usage: "host:port of the postback edge"}
 	registerDev(devPart{Name: "ingest", Order: 10, Intake: true, Start: startDevIngest}, listen)
-	addLateDevFlag(listen)
-}
-
-// addLateDevFlag adds f to an already registered dev command: dev.go's
-// init computes its flag list once, so flags registered by files whose init
-// runs after it (alphabetically later) would otherwise be missing.
-func addLateDevFlag(f cli.Flag) {
-	for _, c := range commands {
-		if c.Name != "dev" {
-			continue
-		}
-		for _, have := range c.Flags {
-			if have == f {
-				return
-			}
-		}
-		c.Flags = append(c.Flags, f)
-	}
 }
 
 func ingestConfig(cmd *cli.Command) ingest.Config {

@@ -14,8 +14,9 @@ import (
 func init() {
 	port := &cli.IntFlag{Name: "postgres-port", Value: 54320, Sources: env("postgres-port"),
 		Usage: "port of dev's embedded PostgreSQL on 127.0.0.1 (unused with --database-url)"}
-	registerDev(devPart{Name: "postgres", Order: 5, Start: startDevPostgres}, port)
-	addLateDevFlag(port) // dev.go's init ran before this file's (see ingest.go)
+	binDir := &cli.StringFlag{Name: "postgres-bin-dir", Sources: env("postgres-bin-dir"),
+		Usage: "directory holding initdb and postgres for dev's embedded PostgreSQL (default: PATH, then /usr/lib/postgresql/*/bin and the usual places)"}
+	registerDev(devPart{Name: "postgres", Order: 5, Start: startDevPostgres}, port, binDir)
 }
 
 // startDevPostgres starts a PostgreSQL cluster in <data-dir>/postgres from
@@ -28,7 +29,7 @@ func startDevPostgres(ctx context.Context, env *devEnv) (func(context.Context) e
 	}
 	dir := filepath.Join(env.DataDir, "postgres")
 	c, err := pgembed.Start(ctx, pgembed.Config{
-		Dir: dir, Port: env.Cmd.Int("postgres-port"), Database: "streamtools",
+		Dir: dir, Port: env.Cmd.Int("postgres-port"), BinDir: env.Cmd.String("postgres-bin-dir"), Database: "streamtools",
 		Log: env.Log.With("component", "postgres"),
 	})
 	if errors.Is(err, pgembed.ErrNoBinaries) {

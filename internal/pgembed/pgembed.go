@@ -162,6 +162,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if c.bin, err = FindBinDir(); err != nil {
 			return nil, err
 		}
+	} else if !isExec(filepath.Join(c.bin, "initdb")) || !isExec(filepath.Join(c.bin, "postgres")) {
+		return nil, fmt.Errorf("BinDir %s holds no initdb and postgres: %w", c.bin, ErrNoBinaries)
 	}
 	if c.dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("pgembed: resolving Dir %s: %w", cfg.Dir, err)
