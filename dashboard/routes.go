@@ -344,6 +344,19 @@ func (s *Server) queryCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.UserContext(), s.cfg.QueryTimeout)
 }
 
+// scoped opens a query for the session's customer (taken from the session,
+// never from a request parameter: that is what keeps brands apart) under
+// the request's filter. The caller cancels ctx when err is nil.
+func (s *Server) scoped(c *fiber.Ctx) (ctx context.Context, cancel context.CancelFunc, customer string, f Filter, err error) {
+	ctx, cancel = s.queryCtx(c)
+	customer = sessionOf(c).Customer
+	if f, err = s.filterOf(ctx, c, customer); err != nil {
+		cancel()
+		return nil, nil, "", Filter{}, err
+	}
+	return ctx, cancel, customer, f, nil
+}
+
 func (s *Server) optionsAPI(c *fiber.Ctx) error {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
@@ -360,13 +373,11 @@ func filterJSON(f Filter) fiber.Map {
 }
 
 func (s *Server) summaryAPI(c *fiber.Ctx) error {
-	ctx, cancel := s.queryCtx(c)
-	defer cancel()
-	customer := sessionOf(c).Customer
-	f, err := s.filterOf(ctx, c, customer)
+	ctx, cancel, customer, f, err := s.scoped(c)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	t, err := s.totals(ctx, customer, f)
 	if err != nil {
 		return err
@@ -379,13 +390,11 @@ const overviewTop = 10
 
 // overviewAPI is everything the overview page shows, in one poll.
 func (s *Server) overviewAPI(c *fiber.Ctx) error {
-	ctx, cancel := s.queryCtx(c)
-	defer cancel()
-	customer := sessionOf(c).Customer
-	f, err := s.filterOf(ctx, c, customer)
+	ctx, cancel, customer, f, err := s.scoped(c)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	t, err := s.totals(ctx, customer, f)
 	if err != nil {
 		return err
@@ -435,13 +444,11 @@ func (s *Server) viewAPI(c *fiber.Ctx) error {
 			return badField("offset", "offset: use a number from 0")
 		}
 	}
-	ctx, cancel := s.queryCtx(c)
-	defer cancel()
-	customer := sessionOf(c).Customer
-	f, err := s.filterOf(ctx, c, customer)
+	ctx, cancel, customer, f, err := s.scoped(c)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	rows, more, err := s.rowsOf(ctx, v, customer, f, limit, offset)
 	if err != nil {
 		return err
