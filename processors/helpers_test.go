@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/processors"
 	"github.com/streamtools/streamtools/processors/internal/statscore"
 	"github.com/streamtools/streamtools/processors/statscampaign"
@@ -44,31 +46,23 @@ func startPipeline(t testing.TB, addr string, n schemas.Names, dir string, mod .
 	for _, m := range mod {
 		m(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	p, err := processors.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pipeline stopped with: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("pipeline did not stop within 60s")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return testrun.Start(t, "pipeline", p.Run).Stop
+}
+
+// newCluster starts a broker with the core topics of a fresh name prefix,
+// and a client for it.
+func newCluster(t testing.TB) (*broker.Broker, schemas.Names, *kgo.Client) {
+	t.Helper()
+	b := kafkatest.Start(t, "")
+	n := kafkatest.Names(t)
+	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
+	return b, n, kafkatest.Client(t, b.Addr())
 }
 
 // produce writes postbacks keyed and partitioned as the edge does, in order.

@@ -129,10 +129,7 @@ func checkEvents(t *testing.T, addr string, n schemas.Names, want ref) {
 // records), checks tables and verdicts against the reference, then replays
 // everything under generation 2 and checks the new tables are identical.
 func TestCountsMatchReference(t *testing.T) {
-	b := kafkatest.Start(t, "")
-	n := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
-	cl := kafkatest.Client(t, b.Addr())
+	b, n, cl := newCluster(t)
 	pbs := gen(1, 600, time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC), 37*time.Second)
 	produce(t, cl, n, pbs[:300])
 
@@ -210,10 +207,7 @@ func TestCountsMatchReference(t *testing.T) {
 // TestHardKillMidBatch SIGKILLs a child process running the pipeline while
 // it works through a backlog, restarts it, and checks exact counts.
 func TestHardKillMidBatch(t *testing.T) {
-	b := kafkatest.Start(t, "")
-	n := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
-	cl := kafkatest.Client(t, b.Addr())
+	b, n, cl := newCluster(t)
 	pbs := gen(2, 4000, time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC), 11*time.Second)
 	produce(t, cl, n, pbs[:3000])
 	dir := t.TempDir()
@@ -238,10 +232,7 @@ func TestHardKillMidBatch(t *testing.T) {
 // TestRebalanceStopOne runs two instances, stops one mid-stream, and checks
 // that the survivor takes over its partitions with exact counts.
 func TestRebalanceStopOne(t *testing.T) {
-	b := kafkatest.Start(t, "")
-	n := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
-	cl := kafkatest.Client(t, b.Addr())
+	b, n, cl := newCluster(t)
 	pbs := gen(3, 2000, time.Date(2026, 7, 1, 8, 0, 0, 0, time.UTC), 13*time.Second)
 	produce(t, cl, n, pbs[:1000])
 	stopA := startPipeline(t, b.Addr(), n, filepath.Join(t.TempDir(), "a"))
@@ -262,10 +253,7 @@ func TestRebalanceStopOne(t *testing.T) {
 // schemas.DayOf in the customer's zone) decides the duplicates and the
 // daily rows.
 func TestDayBoundaries(t *testing.T) {
-	b := kafkatest.Start(t, "")
-	n := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
-	cl := kafkatest.Client(t, b.Addr())
+	b, n, cl := newCluster(t)
 	var pbs []schemas.Postback
 	add := func(tz, localTime string) {
 		loc, err := time.LoadLocation(tz)
@@ -321,10 +309,7 @@ func TestDayBoundaries(t *testing.T) {
 // runs maintenance as the days pass: the claims in the anticheat table stay
 // bounded by the retention, not by the number of days.
 func TestBoundedState(t *testing.T) {
-	b := kafkatest.Start(t, "")
-	n := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), n, testPartitions)
-	cl := kafkatest.Client(t, b.Addr())
+	b, n, cl := newCluster(t)
 	const days, perDay = 30, 40
 	retention := 48 * time.Hour
 	loc, _ := time.LoadLocation("Europe/Paris")
