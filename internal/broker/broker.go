@@ -78,8 +78,6 @@ func Start(cfg Config) (*Broker, error) {
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }
 
-// Cluster exposes the kfake cluster, for tests that compact or inject faults.
-func (b *Broker) Cluster() *kfake.Cluster { return b.c }
 
 // Close stops the broker, flushing its data directory. Safe to call twice.
 func (b *Broker) Close() {

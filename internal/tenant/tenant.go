@@ -29,9 +29,8 @@ import (
 
 // Errors of the registry and the writers.
 var (
-	ErrUnknownKey      = errors.New("tenant: unknown or revoked access key")
-	ErrUnknownCustomer = errors.New("tenant: unknown customer")
-	ErrAmbiguousKey    = errors.New("tenant: the key hash prefix matches more than one key")
+	ErrUnknownKey   = errors.New("tenant: unknown or revoked access key")
+	ErrAmbiguousKey = errors.New("tenant: the key hash prefix matches more than one key")
 )
 
 // HashKey returns the hex SHA-256 of an access key, as stored.
