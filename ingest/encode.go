@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -105,14 +104,4 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// appendInfluencerKey appends schemas.InfluencerKey(customer, product,
-// influencer) to b without its intermediate strings (TestAppendInfluencerKey).
-func appendInfluencerKey(b []byte, customer, product, influencer string) []byte {
-	b = append(b, url.PathEscape(customer)...)
-	b = append(b, '/')
-	b = append(b, url.PathEscape(product)...)
-	b = append(b, '/')
-	return append(b, url.PathEscape(influencer)...)
 }

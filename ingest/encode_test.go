@@ -96,17 +96,3 @@ func TestDayCache(t *testing.T) {
 		}
 	}
 }
-
-func TestAppendInfluencerKey(t *testing.T) {
-	for _, parts := range [][3]string{
-		{"default", "product", "influ_test"},
-		{"c", "p/roduct", "in flu"},
-		{"café", "100%", "a?b#c"},
-		{"", "", ""},
-	} {
-		want := schemas.InfluencerKey(parts[0], parts[1], parts[2])
-		if got := string(appendInfluencerKey([]byte("x"), parts[0], parts[1], parts[2])); got != "x"+want {
-			t.Errorf("appendInfluencerKey(%q) = %q, want %q", parts, got, "x"+want)
-		}
-	}
-}

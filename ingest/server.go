@@ -673,7 +673,7 @@ func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request, rec *
 	r.IP = ""
 	p.ID = newID(now)
 	rec.Topic = s.topic
-	rec.Key = appendInfluencerKey(rec.Key[:0], t.Code, r.Product, r.InfluencerID)
+	rec.Key = schemas.AppendPostbackKey(rec.Key[:0], &p)
 	rec.Value = appendPostback(rec.Value[:0], &p)
 	return p.ID, nil
 }

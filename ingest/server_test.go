@@ -350,6 +350,7 @@ func TestRecordInTopic(t *testing.T) {
 	}
 	schema := compileSchema(t, schemas.PostbackV1Schema)
 	var first, second schemas.Postback
+	var firstKey string
 	for _, r := range recs {
 		for _, ip := range []string{testSeedIP, "2001:db8::7", "132.244", hex.EncodeToString([]byte(testSeedIP))} {
 			if bytes.Contains(r.Value, []byte(ip)) || bytes.Contains(r.Key, []byte(ip)) {
@@ -375,9 +376,13 @@ func TestRecordInTopic(t *testing.T) {
 		if err := json.Unmarshal(r.Value, &p); err != nil {
 			t.Fatal(err)
 		}
+		if string(r.Key) != schemas.PostbackKey(&p) {
+			t.Errorf("key %q, want %q (the postback's first claim, else its day row)", r.Key, schemas.PostbackKey(&p))
+		}
 		switch p.ID {
 		case id:
 			first = p
+			firstKey = string(r.Key)
 		case get.json(t)["id"]:
 			second = p
 		}
@@ -388,8 +393,11 @@ func TestRecordInTopic(t *testing.T) {
 	if first.ID == "" || second.ID == "" {
 		t.Fatalf("records with the answered ids not found")
 	}
-	if string(recs[0].Key) != "default/product/influ_test" {
-		t.Errorf("key %q, want default/product/influ_test", recs[0].Key)
+	// Keyed by the first claim (the visitor's, the seed example has ip and
+	// user_agent and anti-cheat is on), so the claims processor reads it
+	// where it lands.
+	if schemas.ClaimOfKey(firstKey) != schemas.ClaimVisitor {
+		t.Errorf("key %q of the seed postback is not its visitor claim", firstKey)
 	}
 	want := schemas.Attrs{
 		InfluencerID: "influ_test", Product: "product", EventType: "reg", EventName: "registration",

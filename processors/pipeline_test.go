@@ -15,12 +15,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/processors"
-	"github.com/streamtools/streamtools/processors/anticheat"
-	"github.com/streamtools/streamtools/processors/statscampaign"
-	"github.com/streamtools/streamtools/processors/statsday"
-	"github.com/streamtools/streamtools/processors/statsinfluencer"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -30,9 +27,19 @@ const (
 	envChildBroker = "PROCESSORS_TEST_CHILD_BROKER"
 	envChildPrefix = "PROCESSORS_TEST_CHILD_PREFIX"
 	envChildDir    = "PROCESSORS_TEST_CHILD_DIR"
+	// The broker child: a kfake broker on this address and data directory.
+	envBrokerAddr = "PROCESSORS_TEST_BROKER_ADDR"
+	envBrokerDir  = "PROCESSORS_TEST_BROKER_DIR"
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(envBrokerAddr); addr != "" {
+		if _, err := broker.Start(broker.Config{Addr: addr, DataDir: os.Getenv(envBrokerDir), Partitions: testPartitions}); err != nil {
+			fmt.Fprintln(os.Stderr, "broker child:", err)
+			os.Exit(3)
+		}
+		select {} // until killed
+	}
 	if addr := os.Getenv(envChildBroker); addr != "" {
 		n := schemas.NewNames(os.Getenv(envChildPrefix))
 		p, err := processors.New(context.Background(), processors.Config{
@@ -63,15 +70,15 @@ func startChild(t *testing.T, addr string, n schemas.Names, dir string) *exec.Cm
 	return cmd
 }
 
-// checkEvents reads the events topic: after dropping re-emitted copies
-// (same key and Seq), every postback has exactly one event, with the
-// reference verdict, and each key's events come in increasing Seq order.
+// checkEvents reads the events topic: every event is keyed by its day row;
+// copies emitted again after a restart carry the same source position and
+// verdict; every postback has exactly one decision (one source position),
+// with the reference verdict.
 func checkEvents(t *testing.T, addr string, n schemas.Names, want ref) {
 	t.Helper()
-	// Every record, re-emitted copies included: a count-bounded read would
-	// stop before the last distinct events after a crash.
-	// The tables may be complete a moment before the last events land in
-	// the events topic (another partition): read until every id is there.
+	// Every record, copies included. The table may be complete a moment
+	// before the last events land in the events topic (another
+	// partition): read until every id is there.
 	var recs []*kgo.Record
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -88,40 +95,40 @@ func checkEvents(t *testing.T, addr string, n schemas.Names, want ref) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	lastSeq := map[string]int64{}
-	got := map[string]string{}
+	type decision struct{ src, verdict string }
+	got := map[string]decision{}
 	copies := 0
 	for _, r := range recs {
 		var ev schemas.Event
 		if err := json.Unmarshal(r.Value, &ev); err != nil {
 			t.Fatalf("decoding event: %v", err)
 		}
-		if string(r.Key) != schemas.InfluencerKey(ev.CustomerCode, ev.Product, ev.InfluencerID) {
+		if ev.ID == "" {
+			continue // a bad record a test wrote (dead-lettered by stats)
+		}
+		if string(r.Key) != schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day) {
 			t.Fatalf("event key %q does not match the event", r.Key)
 		}
-		last, seen := lastSeq[string(r.Key)]
-		if seen && ev.Seq <= last {
-			copies++ // a re-emitted copy: consumers drop it by Seq
-			if v := got[ev.ID]; v != ev.Verdict+"/"+ev.Reason {
-				t.Errorf("re-emitted event %s has verdict %s, first copy %s", ev.ID, ev.Verdict+"/"+ev.Reason, v)
-			}
-			continue
+		d := decision{ev.Src.String(), ev.Verdict + "/" + ev.Reason}
+		prev, seen := got[ev.ID]
+		switch {
+		case !seen:
+			got[ev.ID] = d
+		case prev == d:
+			copies++ // emitted again after a restart: the stats row skips it
+		default:
+			t.Errorf("postback %s has two decisions: %+v and %+v", ev.ID, prev, d)
 		}
-		lastSeq[string(r.Key)] = ev.Seq
-		if _, dup := got[ev.ID]; dup {
-			t.Errorf("postback %s has two events with different Seq", ev.ID)
-		}
-		got[ev.ID] = ev.Verdict + "/" + ev.Reason
 	}
 	for id, v := range want.Verdicts {
-		if got[id] != v {
-			t.Errorf("postback %s: verdict %q, want %q", id, got[id], v)
+		if got[id].verdict != v {
+			t.Errorf("postback %s: verdict %q, want %q", id, got[id].verdict, v)
 		}
 	}
 	if len(got) != len(want.Verdicts) {
 		t.Errorf("%d distinct events, want %d", len(got), len(want.Verdicts))
 	}
-	t.Logf("%d events, %d re-emitted copies", len(got), copies)
+	t.Logf("%d events, %d copies", len(got), copies)
 }
 
 // TestCountsMatchReference runs the pipeline over a mixed input (three
@@ -133,21 +140,20 @@ func TestCountsMatchReference(t *testing.T) {
 	pbs := gen(1, 600, time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC), 37*time.Second)
 	produce(t, cl, n, pbs[:300])
 
-	// Bad records among good ones: garbage, a newer schema version, a key
-	// that does not match the record, a missing field.
+	// Bad records among good ones: garbage, a newer schema version, a
+	// missing field, an event of an unknown version, a bad claim request.
 	newer := pbs[0]
 	newer.V, newer.ID = schemas.PostbackVersion+1, "newer"
 	nv, _ := json.Marshal(newer)
 	missing := pbs[1]
 	missing.ID, missing.Day = "missing-day", ""
 	mv, _ := json.Marshal(missing)
-	good, _ := json.Marshal(pbs[2])
 	bad := []*kgo.Record{
 		{Topic: n.Postbacks(), Key: []byte("acme/product/x"), Value: []byte("{not json")},
-		{Topic: n.Postbacks(), Key: []byte(schemas.InfluencerKey(newer.CustomerCode, newer.Product, newer.InfluencerID)), Value: nv},
-		{Topic: n.Postbacks(), Key: []byte("someone/else/entirely"), Value: good},
+		{Topic: n.Postbacks(), Key: []byte(schemas.PostbackKey(&newer)), Value: nv},
 		{Topic: n.Postbacks(), Key: []byte(schemas.InfluencerKey(missing.CustomerCode, missing.Product, missing.InfluencerID)), Value: mv},
-		{Topic: n.EventsByDay(), Key: []byte("acme/product/x//2026-03-01"), Value: []byte(`{"v":99}`)},
+		{Topic: n.Events(), Key: []byte("acme/product/x//2026-03-01"), Value: []byte(`{"v":99}`)},
+		{Topic: n.Claims(), Key: []byte(schemas.EventIDClaimKey("acme", "tx")), Value: []byte(`{"v":1}`)},
 	}
 	if err := cl.ProduceSync(context.Background(), bad...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -186,22 +192,135 @@ func TestCountsMatchReference(t *testing.T) {
 		n2.Generation = 2
 		startPipeline(t, b.Addr(), n2, t.TempDir())
 		waitTables(t, b.Addr(), n2, want, 60*time.Second)
-		for _, tb := range []struct{ g1, g2 string }{
-			{string(statsinfluencer.Table(n)), string(statsinfluencer.Table(n2))},
-			{string(statscampaign.Table(n)), string(statscampaign.Table(n2))},
-			{string(statsday.Table(n)), string(statsday.Table(n2))},
-		} {
-			a, b := latest(t, b.Addr(), tb.g1), latest(t, b.Addr(), tb.g2)
-			if len(a) != len(b) {
-				t.Fatalf("%s has %d rows, %s %d", tb.g1, len(a), tb.g2, len(b))
-			}
-			for k, v := range a {
-				if !bytes.Equal(v, b[k]) {
-					t.Errorf("row %q differs after replay:\n  g1 %s\n  g2 %s", k, v, b[k])
-				}
+		checkEvents(t, b.Addr(), n2, want)
+		// Byte-identical rows but for the replay guard, which holds
+		// positions in this generation's own topics.
+		a, b := latest(t, b.Addr(), n.StatsTable()), latest(t, b.Addr(), n2.StatsTable())
+		if len(a) != len(b) {
+			t.Fatalf("%s has %d rows, %s %d", n.StatsTable(), len(a), n2.StatsTable(), len(b))
+		}
+		for k, v := range a {
+			if g1, g2 := withoutGuard(t, v), withoutGuard(t, b[k]); !bytes.Equal(g1, g2) {
+				t.Errorf("row %q differs after replay:\n  g1 %s\n  g2 %s", k, g1, g2)
 			}
 		}
 	})
+}
+
+// withoutGuard is a stats row's JSON with its replay guard emptied.
+func withoutGuard(t *testing.T, v []byte) []byte {
+	t.Helper()
+	var s schemas.Stats
+	if err := json.Unmarshal(v, &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Applied) == 0 {
+		t.Fatalf("stats row without a replay guard: %s", v)
+	}
+	s.Applied = nil
+	out, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestProgressDependentTotals covers the inputs whose verdicts may depend
+// on partition progress (docs/processors.md, "When partition progress
+// matters"): postbacks keyed by influencer by an older producer, so that one
+// visitor's postbacks reach its claim from several partitions; and one event
+// id sent with several visitors, or with and without one. Which postback
+// counts may differ between runs; the totals per customer, product, event
+// type and day may not, and every postback has exactly one decision. A
+// replay as generation 2 gives the same totals.
+func TestProgressDependentTotals(t *testing.T) {
+	b, n, cl := newCluster(t)
+	start := time.Date(2026, 4, 2, 9, 0, 0, 0, time.UTC)
+	misrouted := gen(4, 500, start, 7*time.Second)
+	produceKeyed(t, cl, n, misrouted, func(pb *schemas.Postback) string {
+		return schemas.InfluencerKey(pb.CustomerCode, pb.Product, pb.InfluencerID)
+	})
+	var shared []schemas.Postback
+	for g := 0; g < 60; g++ {
+		for i := 0; i < 4; i++ {
+			at := start.Add(time.Duration(g*4+i) * 3 * time.Second)
+			pb := schemas.Postback{
+				V: 1, ID: fmt.Sprintf("shared-%d-%d", g, i), ReceivedAt: at, CustomerCode: "acme", TimeZone: "UTC",
+				Day: schemas.DayOf(at, time.UTC), AntiCheat: true,
+				Attrs: schemas.Attrs{InfluencerID: fmt.Sprintf("influ_%d", i), Product: "product",
+					EventType: []string{"reg", "ftd"}[g%2], Campaign: []string{"", "spring"}[i%2],
+					EventID: fmt.Sprintf("tx-shared-%d", g)},
+			}
+			if i < 3 {
+				pb.Visitor = fmt.Sprintf("visitor-%d-%d", g, i) // fresh: every one passes its visitor claim
+			}
+			shared = append(shared, pb)
+		}
+	}
+	produce(t, cl, n, shared)
+	all := append(append([]schemas.Postback(nil), misrouted...), shared...)
+	want := totals(reference(all, 7*24*time.Hour).Day)
+	for _, names := range []schemas.Names{n, {Prefix: n.Prefix, Generation: 2}} {
+		startPipeline(t, b.Addr(), names, t.TempDir())
+		waitCounts(t, 60*time.Second, "totals of "+names.StatsTable(), want, func() map[string]counts {
+			return totals(tableCounts(t, b.Addr(), names.StatsTable()))
+		})
+		// One decision per postback, and one counted per shared event id.
+		recs := kafkatest.ReadToEnd(t, b.Addr(), names.Events(), 60*time.Second)
+		decisions := map[string]string{}
+		countedByEventID := map[string]int{}
+		for _, r := range recs {
+			var ev schemas.Event
+			if err := json.Unmarshal(r.Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+			d := ev.Src.String() + " " + ev.Verdict
+			if prev, ok := decisions[ev.ID]; ok {
+				if prev != d {
+					t.Fatalf("postback %s: two decisions %q and %q", ev.ID, prev, d)
+				}
+				continue
+			}
+			decisions[ev.ID] = d
+			if strings.HasPrefix(ev.ID, "shared-") && ev.Verdict == schemas.VerdictCounted {
+				countedByEventID[ev.EventID]++
+			}
+		}
+		if len(decisions) != len(all) {
+			t.Fatalf("%s: %d postbacks decided, want %d", names.Events(), len(decisions), len(all))
+		}
+		for g := 0; g < 60; g++ {
+			if c := countedByEventID[fmt.Sprintf("tx-shared-%d", g)]; c != 1 {
+				t.Fatalf("event id tx-shared-%d counted %d times, want once", g, c)
+			}
+		}
+	}
+}
+
+// totals sums rows per customer, product, event type and day.
+func totals(rows map[string]counts) map[string]counts {
+	out := map[string]counts{}
+	for _, r := range rows {
+		for et, c := range r.ByType {
+			k := strings.Join([]string{r.Customer, r.Product, et, r.Day}, "/")
+			tot, ok := out[k]
+			if !ok {
+				tot = counts{Customer: r.Customer, Product: r.Product, Day: r.Day, ByType: map[string]schemas.Counts{}}
+			}
+			bt := tot.ByType[et]
+			bt.Counted += c.Counted
+			tot.Total += c.Counted
+			for reason, d := range c.Duplicates {
+				if bt.Duplicates == nil {
+					bt.Duplicates = map[string]int64{}
+				}
+				bt.Duplicates[reason] += d
+			}
+			tot.ByType[et] = bt
+			out[k] = tot
+		}
+	}
+	return out
 }
 
 // TestHardKillMidBatch SIGKILLs a child process running the pipeline while
@@ -214,13 +333,13 @@ func TestHardKillMidBatch(t *testing.T) {
 	for round, threshold := range []int64{300, 1500} {
 		child := startChild(t, b.Addr(), n, dir)
 		kafkatest.Eventually(t, 60*time.Second, "the child to emit events", func() bool {
-			return endOffsets(t, b.Addr(), n.EventsByDay()) >= threshold
+			return endOffsets(t, b.Addr(), n.Events()) >= threshold
 		})
 		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		child.Wait()
-		t.Logf("round %d: killed the child after %d events by day", round, endOffsets(t, b.Addr(), n.EventsByDay()))
+		t.Logf("round %d: killed the child after %d events", round, endOffsets(t, b.Addr(), n.Events()))
 	}
 	produce(t, cl, n, pbs[3000:])
 	startChild(t, b.Addr(), n, dir)
@@ -238,7 +357,7 @@ func TestRebalanceStopOne(t *testing.T) {
 	stopA := startPipeline(t, b.Addr(), n, filepath.Join(t.TempDir(), "a"))
 	startPipeline(t, b.Addr(), n, filepath.Join(t.TempDir(), "b"))
 	kafkatest.Eventually(t, 60*time.Second, "events to flow", func() bool {
-		return endOffsets(t, b.Addr(), n.EventsByDay()) >= 300
+		return endOffsets(t, b.Addr(), n.Events()) >= 300
 	})
 	produce(t, cl, n, pbs[1000:1500])
 	stopA()
@@ -296,7 +415,7 @@ func TestDayBoundaries(t *testing.T) {
 	}
 	got := map[string]int64{}
 	dups := int64(0)
-	for _, c := range tableCounts(t, b.Addr(), string(statsday.Table(n))) {
+	for _, c := range tableCounts(t, b.Addr(), n.StatsTable()) {
 		got[c.Customer+" "+c.Day] = c.Total
 		dups += c.ByType["reg"].Duplicates[schemas.ReasonDuplicateVisitor]
 	}
@@ -306,7 +425,7 @@ func TestDayBoundaries(t *testing.T) {
 }
 
 // TestBoundedState simulates 30 days of fresh visitors and event ids and
-// runs maintenance as the days pass: the claims in the anticheat table stay
+// runs maintenance as the days pass: the rows of the claims table stay
 // bounded by the retention, not by the number of days.
 func TestBoundedState(t *testing.T) {
 	b, n, cl := newCluster(t)
@@ -330,7 +449,7 @@ func TestBoundedState(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}()
-	table := string(anticheat.Table(n))
+	table := n.ClaimsTable()
 	maxClaims := 0
 	for d := 0; d < days; d++ {
 		var pbs []schemas.Postback
@@ -357,9 +476,10 @@ func TestBoundedState(t *testing.T) {
 		kafkatest.Eventually(t, 30*time.Second, "maintenance tombstones", func() bool {
 			claims = 0
 			for k := range latest(t, b.Addr(), table) {
-				if strings.HasPrefix(k, "#") {
-					claims++
+				if schemas.ClaimOfKey(k) == 0 {
+					t.Fatalf("claims table row %q is not a claim", k)
 				}
+				claims++
 			}
 			// at most: event ids of retention+grace+1 days, visitors of 3 days
 			return claims <= 4*33+3*30

@@ -1,10 +1,14 @@
-// Package processors runs the StreamTools goka groups together: anticheat
-// (verdicts, in input order per influencer) and the three stats groups
-// (absolute counts per influencer, per campaign and per day). Each group
-// lives in its own package and can run alone; this package only wires them
-// and creates the topics they read. `streamtools process` and
-// `streamtools dev` run it; any number of instances share the partitions
-// through goka's consumer groups.
+// Package processors runs the StreamTools goka groups together: claims
+// (anti-cheat and event-id claims, one small row per claim), verdicts
+// (stateless: moves postbacks between claims and emits every verdict to the
+// events topic) and stats (absolute counts per day row). Each group lives in
+// its own package and can run alone; this package wires them, creates the
+// topics they use, and keeps them running through broker outages.
+// `streamtools process` and `streamtools dev` run it; any number of
+// instances share the partitions through goka's consumer groups.
+//
+// The design, why it is exact, and the size bound of every row are in
+// docs/processors.md.
 package processors
 
 import (
@@ -13,19 +17,20 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamtools/streamtools/internal/kafkautil"
-	"github.com/streamtools/streamtools/processors/anticheat"
+	"github.com/streamtools/streamtools/processors/claims"
 	"github.com/streamtools/streamtools/processors/internal/procmetrics"
-	"github.com/streamtools/streamtools/processors/internal/statscore"
-	"github.com/streamtools/streamtools/processors/statscampaign"
-	"github.com/streamtools/streamtools/processors/statsday"
-	"github.com/streamtools/streamtools/processors/statsinfluencer"
+	"github.com/streamtools/streamtools/processors/stats"
+	"github.com/streamtools/streamtools/processors/verdicts"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -38,17 +43,24 @@ type Config struct {
 	// Two instances on one machine need two directories.
 	StateDir string
 	Log      *slog.Logger
-	// Partitions of the topics created when missing. Default 6.
+	// Partitions of the postbacks topic when it is created here. The
+	// processors' own topics take the postbacks topic's count. Default 6.
 	Partitions int32
-	// EventIDRetention, MaintainEvery and Grace: see anticheat.Config.
+	// EventIDRetention and Grace: see claims.Config.
 	EventIDRetention time.Duration
-	MaintainEvery    time.Duration
 	Grace            time.Duration
-	// Replication of goka's table and loop topics. Default 1.
+	// MaintainEvery is the period of the claims maintenance that deletes
+	// visitor claims of past days and expired event ids. Default (zero) 1
+	// hour; negative disables the ticker (call Maintain).
+	MaintainEvery time.Duration
+	// Replication of topics goka creates. Default 1.
 	Replication int
-	// Registerer receives the processors' Prometheus metrics (postbacks by
-	// verdict, re-emitted events, dead letters, stats applied, verdict lag).
-	// Nil: no metrics.
+	// RestartBackoff is the first wait before the groups are started again
+	// after they stopped on an error (a broker outage); it doubles up to 30
+	// times itself. Default 1 s.
+	RestartBackoff time.Duration
+	// Registerer receives the processors' Prometheus metrics (verdicts,
+	// applied inputs, dead letters, verdict lag, readiness). Nil: no metrics.
 	Registerer prometheus.Registerer
 }
 
@@ -60,18 +72,32 @@ func (c Config) Validate() error {
 	case c.StateDir == "":
 		return errors.New("processors: StateDir is empty: set a local directory for the tables")
 	}
-	return c.Names.Validate()
+	return c.claimsConfig(nil).Validate()
 }
 
-// Pipeline is one instance of the four groups.
+func (c Config) claimsConfig(m *procmetrics.Metrics) claims.Config {
+	return claims.Config{
+		Brokers: c.Brokers, Names: c.Names, Log: c.Log,
+		StateDir:         filepath.Join(c.StateDir, schemas.GroupClaims),
+		EventIDRetention: c.EventIDRetention, Grace: c.Grace, Replication: c.Replication, Metrics: m,
+	}
+}
+
+// Pipeline is one instance of the three groups.
 type Pipeline struct {
-	cfg       Config
-	anticheat *anticheat.Processor
-	stats     []*statscore.Processor
+	cfg     Config
+	metrics *procmetrics.Metrics
+	// groupsReady: every group of the running instance is ready;
+	// brokerDown: the last health probe got no answer.
+	groupsReady, brokerDown atomic.Bool
+
+	mu     sync.Mutex // guards claims
+	claims *claims.Processor
 }
 
-// New creates the input topics when missing (goka creates only its table
-// and loop topics) and builds the four processors.
+// New creates the topics when missing (goka would create its tables with
+// settings that do not fit, and no input topics) and checks the
+// configuration. Run starts the groups.
 func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -79,80 +105,267 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		return nil, fmt.Errorf("processors: creating kafka client: %w", err)
+	if cfg.MaintainEvery == 0 {
+		cfg.MaintainEvery = time.Hour
 	}
-	err = kafkautil.EnsureTopics(ctx, cl, kafkautil.CoreTopics(cfg.Names, cfg.Partitions))
-	cl.Close()
-	if err != nil {
-		return nil, fmt.Errorf("processors: ensuring topics: %w", err)
+	if cfg.RestartBackoff <= 0 {
+		cfg.RestartBackoff = time.Second
+	}
+	if err := ensureTopics(ctx, cfg); err != nil {
+		return nil, err
 	}
 	m, err := procmetrics.New(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg}
-	p.anticheat, err = anticheat.New(anticheat.Config{
-		Brokers: cfg.Brokers, Names: cfg.Names, Log: cfg.Log,
-		StateDir:         filepath.Join(cfg.StateDir, schemas.GroupAnticheat),
-		EventIDRetention: cfg.EventIDRetention, MaintainEvery: cfg.MaintainEvery, Grace: cfg.Grace,
-		Replication: cfg.Replication, Metrics: m,
-	})
+	return &Pipeline{cfg: cfg, metrics: m}, nil
+}
+
+// ensureTopics creates the postbacks topic if missing, then every other
+// topic of the processors with the postbacks topic's partition count (goka
+// requires co-partitioned inputs).
+func ensureTopics(ctx context.Context, cfg Config) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return fmt.Errorf("processors: creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	specs := kafkautil.CoreTopicsRetention(cfg.Names, cfg.Partitions,
+		max(kafkautil.DefaultClaimsTableRetention, cfg.claimsConfig(nil).Retention()))
+	if err := kafkautil.EnsureTopics(ctx, cl, specs[:1]); err != nil {
+		return fmt.Errorf("processors: ensuring topics: %w", err)
+	}
+	td, err := kadm.NewClient(cl).ListTopics(ctx, cfg.Names.Postbacks())
+	if err != nil {
+		return fmt.Errorf("processors: reading the partitions of %s: %w", cfg.Names.Postbacks(), err)
+	}
+	parts := int32(len(td[cfg.Names.Postbacks()].Partitions))
+	if parts == 0 {
+		return fmt.Errorf("processors: topic %s has no partitions", cfg.Names.Postbacks())
+	}
+	for i := range specs {
+		if specs[i].Partitions > 1 {
+			specs[i].Partitions = parts
+		}
+	}
+	if err := kafkautil.EnsureTopics(ctx, cl, specs[1:]); err != nil {
+		return fmt.Errorf("processors: ensuring topics: %w", err)
+	}
+	return nil
+}
+
+// group is what Run needs of each goka group.
+type group interface {
+	Run(context.Context) error
+	WaitForReady(context.Context) error
+}
+
+// Run runs the three groups until ctx ends. When they stop on an error (the
+// broker unreachable or restarted, a producer fenced), Run marks the
+// instance not ready, logs once, waits for the broker to answer and starts
+// them again: a restart is a crash recovery, which the groups make exact
+// (every row applies each input position once). It returns nil when ctx
+// ends, and an error only when the groups cannot be built.
+func (p *Pipeline) Run(ctx context.Context) error {
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go p.probeBroker(hctx)
+	backoff := p.cfg.RestartBackoff
+	var down time.Time // start of the current outage; zero when running
+	for {
+		groups, err := p.build()
+		if err != nil {
+			return err
+		}
+		started := time.Now()
+		err = p.runOnce(ctx, groups, func() {
+			if !down.IsZero() {
+				p.cfg.Log.Info("processors running again", "outage", time.Since(down).Round(time.Millisecond))
+				down = time.Time{}
+			}
+		})
+		p.setReady(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if down.IsZero() {
+			down = time.Now()
+			p.cfg.Log.Warn("processors stopped; starting them again once the broker answers", "err", err)
+		} else {
+			p.cfg.Log.Debug("processors stopped again during the outage", "err", err)
+		}
+		if time.Since(started) > time.Minute {
+			backoff = p.cfg.RestartBackoff
+		}
+		if !p.waitForBroker(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, 30*p.cfg.RestartBackoff)
+	}
+}
+
+func (p *Pipeline) build() ([]group, error) {
+	c, err := claims.New(p.cfg.claimsConfig(p.metrics))
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range []struct {
-		name string
-		new  func(statscore.Config) (*statscore.Processor, error)
-	}{
-		{schemas.GroupStatsInfluencer, statsinfluencer.New},
-		{schemas.GroupStatsCampaign, statscampaign.New},
-		{schemas.GroupStatsDay, statsday.New},
-	} {
-		sp, err := s.new(statscore.Config{
-			Brokers: cfg.Brokers, Names: cfg.Names, Log: cfg.Log,
-			StateDir: filepath.Join(cfg.StateDir, s.name), Replication: cfg.Replication, Metrics: m,
-		})
-		if err != nil {
-			return nil, err
-		}
-		p.stats = append(p.stats, sp)
+	v, err := verdicts.New(verdicts.Config{Brokers: p.cfg.Brokers, Names: p.cfg.Names, Log: p.cfg.Log,
+		StateDir: filepath.Join(p.cfg.StateDir, schemas.GroupVerdicts), Replication: p.cfg.Replication, Metrics: p.metrics})
+	if err != nil {
+		return nil, err
 	}
-	return p, nil
+	s, err := stats.New(stats.Config{Brokers: p.cfg.Brokers, Names: p.cfg.Names, Log: p.cfg.Log,
+		StateDir: filepath.Join(p.cfg.StateDir, schemas.GroupStats), Replication: p.cfg.Replication, Metrics: p.metrics})
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.claims = c
+	p.mu.Unlock()
+	return []group{c, v, s}, nil
 }
 
-// Run runs the four groups until ctx ends or one fails (then it stops the
-// others and returns the error).
-func (p *Pipeline) Run(ctx context.Context) error {
+// runOnce runs the groups until ctx ends or one stops; then it stops the
+// others. onReady runs once every group is ready.
+func (p *Pipeline) runOnce(ctx context.Context, groups []group, onReady func()) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.anticheat.Run(gctx) })
-	for _, s := range p.stats {
-		g.Go(func() error { return s.Run(gctx) })
+	for _, gr := range groups {
+		g.Go(func() error {
+			if err := gr.Run(gctx); err != nil {
+				return err
+			}
+			if gctx.Err() == nil {
+				return errors.New("processors: a group stopped without an error")
+			}
+			return nil
+		})
 	}
-	err := g.Wait()
-	if ctx.Err() != nil {
-		// Stopped on request. goka reports a stop during its start-up
-		// (table recovery) as an error that does not wrap context.Canceled;
-		// either way nothing uncommitted is lost: it is consumed again.
+	g.Go(func() error {
+		for _, gr := range groups {
+			if err := gr.WaitForReady(gctx); err != nil {
+				return nil // stopping
+			}
+		}
+		p.setReady(true)
+		onReady()
 		return nil
+	})
+	if p.cfg.MaintainEvery > 0 {
+		g.Go(func() error {
+			t := time.NewTicker(p.cfg.MaintainEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-t.C:
+					if err := p.Maintain(gctx); err != nil && gctx.Err() == nil {
+						p.cfg.Log.Warn("claims maintenance", "err", err)
+					}
+				}
+			}
+		})
 	}
-	return err
+	return g.Wait()
 }
 
-// WaitForReady blocks until every group recovered its table and consumes.
-func (p *Pipeline) WaitForReady(ctx context.Context) error {
-	if err := p.anticheat.WaitForReady(ctx); err != nil {
-		return err
+// waitForBroker waits backoff, then until a broker answers. False: ctx ended.
+func (p *Pipeline) waitForBroker(ctx context.Context, backoff time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(backoff):
 	}
-	for _, s := range p.stats {
-		if err := s.WaitForReady(ctx); err != nil {
-			return err
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
+	if err != nil {
+		return ctx.Err() == nil // a configuration error would have failed New
+	}
+	defer cl.Close()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := cl.Ping(pctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// probeBroker asks the broker for its metadata every second until ctx
+// ends. While it gets no answer the instance is not ready: goka itself only
+// stalls (its producer retries for a long time), it does not say so. It
+// logs once when the broker stops answering and once when it is back.
+func (p *Pipeline) probeBroker(ctx context.Context) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
+	if err != nil {
+		return // a configuration error would have failed New
+	}
+	defer cl.Close()
+	var since time.Time
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := cl.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil && since.IsZero():
+			since = time.Now()
+			p.brokerDown.Store(true)
+			p.cfg.Log.Warn("the broker does not answer: processors stalled, not ready", "brokers", p.cfg.Brokers, "err", err)
+		case err == nil && !since.IsZero():
+			p.brokerDown.Store(false)
+			p.cfg.Log.Info("the broker answers again", "after", time.Since(since).Round(time.Millisecond))
+			since = time.Time{}
+		}
+		p.metrics.Ready(p.Ready())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Pipeline) setReady(ok bool) {
+	p.groupsReady.Store(ok)
+	p.metrics.Ready(p.Ready())
+}
+
+// Ready reports whether every group recovered its table and consumes, and
+// the broker answers. It is false during start-up and broker outages.
+func (p *Pipeline) Ready() bool { return p.groupsReady.Load() && !p.brokerDown.Load() }
+
+// WaitForReady blocks until Ready or ctx ends.
+func (p *Pipeline) WaitForReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !p.Ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 	return nil
 }
 
-// Maintain runs the anticheat maintenance visit now (it also runs every
+// Maintain runs the claims maintenance visit now (it also runs every
 // MaintainEvery).
-func (p *Pipeline) Maintain(ctx context.Context) error { return p.anticheat.Maintain(ctx) }
+func (p *Pipeline) Maintain(ctx context.Context) error {
+	p.mu.Lock()
+	c := p.claims
+	p.mu.Unlock()
+	if c == nil {
+		return errors.New("processors: not running")
+	}
+	return c.Maintain(ctx)
+}

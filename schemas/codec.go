@@ -41,4 +41,7 @@ var (
 	AccessKeyCodec  Codec[AccessKey]
 	SaltCodec       Codec[Salt]
 	DeadLetterCodec Codec[DeadLetter]
+	// ClaimRequestCodec and ClaimRowCodec: the processors' internal records.
+	ClaimRequestCodec Codec[ClaimRequest]
+	ClaimRowCodec     Codec[ClaimRow]
 )

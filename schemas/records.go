@@ -9,7 +9,7 @@ import (
 const (
 	PostbackVersion   = 1
 	EventVersion      = 1
-	StatsVersion      = 1
+	StatsVersion      = 2
 	CustomerVersion   = 1
 	AccessKeyVersion  = 1
 	SaltVersion       = 1
@@ -81,11 +81,14 @@ type Event struct {
 	Verdict string `json:"verdict"`
 	Reason  string `json:"reason,omitempty"`
 	// SeqPartition and Seq are the partition and offset of the postback in
-	// the postbacks topic. Seq only grows for a given influencer key, so a
-	// consumer that remembers the last Seq it applied per key can drop
-	// redelivered events.
+	// the postbacks topic: together, a unique and stable id of the postback
+	// within a postbacks topic.
 	SeqPartition int32 `json:"seq_partition"`
 	Seq          int64 `json:"seq"`
+	// Src is where the verdicts processor read the input this event came
+	// from. Copies of an event (re-emitted after a restart) carry the same
+	// Src; the stats processor applies each Src once (Watermarks).
+	Src Position `json:"src"`
 }
 
 // Counts are the absolute counts of one event type.
@@ -95,10 +98,10 @@ type Counts struct {
 	Duplicates map[string]int64 `json:"duplicates,omitempty"`
 }
 
-// Stats is a row of the stats tables (goka group tables, read from their
-// changelog topics by the sink and widgetd). The influencer table leaves
-// Campaign and Day empty; the campaign table leaves Day empty. Values are
-// absolute, so a consumer simply keeps the latest row per key.
+// Stats is a row of the stats table (a goka group table keyed by DayKey,
+// read from its changelog topic by the sink and widgetd, which sum rows per
+// influencer and per campaign). Values are absolute, so a consumer simply
+// keeps the latest row per key.
 type Stats struct {
 	V            int               `json:"v"`
 	CustomerCode string            `json:"customer_code"`
@@ -109,9 +112,10 @@ type Stats struct {
 	ByType       map[string]Counts `json:"by_type"`
 	// Total is the sum of Counted over ByType.
 	Total int64 `json:"total"`
-	// LastSeq is the Seq of the last applied Event: the replay guard.
-	LastSeq   int64     `json:"last_seq"`
-	UpdatedAt time.Time `json:"updated_at"`
+	// Applied is the replay guard: per input lane and partition of the
+	// verdicts processor, the highest Src offset applied to this row.
+	Applied   Watermarks `json:"applied"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // Product is a customer's widget code and its server-side widget settings,

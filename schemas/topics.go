@@ -46,18 +46,23 @@ func (n Names) Validate() error {
 // records, keyed by InfluencerKey, partitioned like sarama).
 func (n Names) Postbacks() string { return n.Prefix + "postbacks" }
 
-// Events is the topic the anti-cheat processor writes every postback to,
-// with its verdict (Event records, keyed by InfluencerKey). Each processor
-// generation writes its own: generation 1 uses the plain name, later ones add
-// ".g<N>", so a replay never mixes old and new verdicts.
+// Events is the topic the verdicts processor writes every postback to, with
+// its verdict (Event records, keyed by DayKey); the stats processor counts
+// it. Each processor generation writes its own: generation 1 uses the plain
+// name, later ones add ".g<N>", so a replay never mixes old and new verdicts.
 func (n Names) Events() string { return n.Prefix + "events" + n.genSuffix() }
 
-// EventsByCampaign and EventsByDay are the processors' internal repartition
-// topics: the same Event records keyed by CampaignKey and DayKey.
-func (n Names) EventsByCampaign() string { return n.Prefix + "events-by-campaign" + n.genSuffix() }
+// Claims is the processors' internal topic of ClaimRequest records, keyed
+// by claim key: postbacks on their way to their next claim.
+func (n Names) Claims() string { return n.Prefix + "claims" + n.genSuffix() }
 
-// EventsByDay: see EventsByCampaign.
-func (n Names) EventsByDay() string { return n.Prefix + "events-by-day" + n.genSuffix() }
+// ClaimsTable is the changelog of the claims group's table (ClaimRow
+// records keyed by claim key): the log of claim decisions.
+func (n Names) ClaimsTable() string { return n.TableTopic(n.Group(GroupClaims)) }
+
+// StatsTable is the changelog of the stats group's table (Stats records
+// keyed by DayKey), which the sink and widgetd read.
+func (n Names) StatsTable() string { return n.TableTopic(n.Group(GroupStats)) }
 
 func (n Names) genSuffix() string {
 	if n.Generation <= 1 {
@@ -94,8 +99,10 @@ func (n Names) TableTopic(group string) string { return group + "-table" }
 
 // Processor group base names; pass them to Names.Group.
 const (
-	GroupAnticheat       = "anticheat"
-	GroupStatsInfluencer = "stats-influencer"
-	GroupStatsCampaign   = "stats-campaign"
-	GroupStatsDay        = "stats-day"
+	// GroupClaims decides claims (anti-cheat and event ids).
+	GroupClaims = "claims"
+	// GroupVerdicts routes postbacks to their claims and emits verdicts.
+	GroupVerdicts = "verdicts"
+	// GroupStats keeps the absolute counts per day row.
+	GroupStats = "stats"
 )

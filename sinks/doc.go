@@ -2,9 +2,11 @@
 // contract that the dashboard and data teams read (see the README (Postgres section)):
 //
 //   - the events topic (schemas.Event, every postback with its verdict)
-//     into the events table, upserted by (day, id), last write wins;
-//   - the stats-day table changelog (schemas.Stats, absolute counts keyed by
-//     schemas.DayKey, nil = deleted) into daily_stats.
+//     into the events table, upserted by (day, id), last write wins; the
+//     record key is not used;
+//   - the stats table changelog (schemas.Stats, absolute counts keyed by
+//     schemas.DayKey, nil = deleted) into daily_stats. The rows' replay
+//     guard (Stats.Applied) is the processors' business and is not stored.
 //
 // Every write is an idempotent upsert of absolute values, and the consumed
 // offsets are stored in sink_offsets in the same transaction as the rows, so

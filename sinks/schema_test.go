@@ -40,7 +40,7 @@ func TestRecordsMatchJSONSchemas(t *testing.T) {
 	}{
 		{"event.v1.schema.json", makeEvent(1)},
 		{"event.v1.schema.json", dup},
-		{"stats.v1.schema.json", st},
+		{"stats.v2.schema.json", st},
 		{"deadletter.v1.schema.json", dl},
 	} {
 		b, err := schemas.Codec[any]{}.Encode(c.value)

@@ -25,8 +25,8 @@ const DefaultConsumer = "sink"
 type Config struct {
 	// Brokers are the Kafka bootstrap brokers. Required.
 	Brokers []string
-	// Names gives the topics: Names.Events() and the changelog of the
-	// stats-day group of Names.Generation. Required.
+	// Names gives the topics of Names.Generation: Names.Events() and the
+	// stats table changelog, Names.StatsTable(). Required.
 	Names schemas.Names
 	// DatabaseURL is the PostgreSQL connection string. Required.
 	DatabaseURL string
@@ -88,7 +88,7 @@ func (c *Config) defaults() {
 	}
 }
 
-// Sink copies the events topic and the stats-day changelog into Postgres.
+// Sink copies the events topic and the stats table changelog into Postgres.
 type Sink struct {
 	cfg     Config
 	metrics *metrics
@@ -119,9 +119,10 @@ func New(cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-// StatsTopic is the changelog the sink reads into daily_stats.
+// StatsTopic is the changelog the sink reads into daily_stats: the stats
+// table (schemas.Stats rows keyed by schemas.DayKey).
 func StatsTopic(n schemas.Names) string {
-	return n.TableTopic(n.Group(schemas.GroupStatsDay))
+	return n.StatsTable()
 }
 
 func retentionCutoff(now time.Time, days int) time.Time {

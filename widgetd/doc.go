@@ -3,13 +3,19 @@
 // pushes a snapshot and then every change of an influencer's (or one of its
 // campaigns') live counts.
 //
-// widgetd owns no state of its own. At start it reads the stats table
-// changelogs that the processors write (schemas.GroupStatsInfluencer and
-// schemas.GroupStatsCampaign) from the beginning, with franz-go and without a
-// consumer group, so that every instance holds every row and instances scale
-// out behind any load balancer. It serves snapshots only once it has caught up
-// with the end offsets it saw at start (see /readyz). Values in the changelog
-// are absolute, so replays, restarts and duplicates never move a counter.
+// widgetd owns no state of its own. At start it reads the changelog of the
+// stats table that the processors write (schemas.Names.StatsTable: one
+// schemas.Stats row per customer/product/influencer/campaign/day, keyed by
+// schemas.DayKey; a nil value deletes a row) from the beginning, with
+// franz-go and without a consumer group, so that every instance holds every
+// row and instances scale out behind any load balancer. It sums the day rows
+// per influencer and per campaign as it reads them (see aggregate.go): a
+// widget shows the counted events per event type over all of the rows of its
+// influencer or campaign, and the latest of their updated_at. It serves
+// snapshots only once it has caught up with the end offsets it saw at start
+// (see /readyz). Values in the changelog are absolute (an updated row
+// replaces its previous counts in the sums), so replays, restarts and
+// duplicates never move a counter.
 //
 // Widget settings (title, counted event types, goal) come from the
 // customer's product in the tenant registry; URL parameters override them

@@ -18,8 +18,9 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// system is a broker with the core topics and both stats tables, a tenant
-// with products, and a producer of stats rows: the contract widgetd reads.
+// system is a broker with the core topics (the stats table among them), a
+// tenant with products, and a producer of day rows of the stats table: the
+// contract widgetd reads.
 type system struct {
 	t       testing.TB
 	brokers []string
@@ -33,25 +34,18 @@ func newSystem(t testing.TB, dataDir string) *system {
 	names := kafkatest.Names(t)
 	kafkatest.CreateCoreTopics(t, b.Addr(), names, 3)
 	sys := &system{t: t, brokers: []string{b.Addr()}, names: names, cl: kafkatest.Client(t, b.Addr())}
+	// The core topics include the stats table; ensure it anyway, since it
+	// is what widgetd reads (an existing topic is left as it is).
 	compact := "compact"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := kafkautil.EnsureTopics(ctx, sys.cl, []kafkautil.TopicSpec{
-		{Name: sys.inflTopic(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact}},
-		{Name: sys.campTopic(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact}},
+		{Name: names.StatsTable(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sys
-}
-
-func (s *system) inflTopic() string {
-	return s.names.TableTopic(s.names.Group(schemas.GroupStatsInfluencer))
-}
-
-func (s *system) campTopic() string {
-	return s.names.TableTopic(s.names.Group(schemas.GroupStatsCampaign))
 }
 
 func (s *system) putCustomer(c schemas.Customer) {
@@ -64,26 +58,57 @@ func (s *system) putCustomer(c schemas.Customer) {
 	}
 }
 
-// putStats writes an influencer row (campaign == nil) or a campaign row,
-// as the processors would; counted maps event types to counted events.
-func (s *system) putStats(customer, product, influencer string, campaign *string, counted map[string]int64, dups int64) {
+// rowKey names a day row of the stats table.
+type rowKey struct {
+	customer, product, influencer, campaign, day string
+}
+
+func (k rowKey) String() string {
+	return schemas.DayKey(k.customer, k.product, k.influencer, k.campaign, k.day)
+}
+
+// Days of the tests' rows.
+const (
+	day1 = "2024-01-15"
+	day2 = "2024-01-16"
+)
+
+// row returns the key of a day row; campaign "" is a postback without one.
+func row(customer, product, influencer, campaign, day string) rowKey {
+	return rowKey{customer, product, influencer, campaign, day}
+}
+
+// putDay writes a day row as the stats processor would (absolute values,
+// updated now); counted maps event types to counted events, and every type
+// also gets dups duplicates. It returns the row's updated_at.
+func (s *system) putDay(k rowKey, counted map[string]int64, dups int64) time.Time {
 	s.t.Helper()
-	st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: customer, Product: product, InfluencerID: influencer,
-		ByType: map[string]schemas.Counts{}, UpdatedAt: time.Now().UTC()}
+	at := time.Now().UTC()
+	s.putDayAt(k, at, counted, dups)
+	return at
+}
+
+// putDayAt is putDay with an explicit updated_at.
+func (s *system) putDayAt(k rowKey, updated time.Time, counted map[string]int64, dups int64) {
+	s.t.Helper()
+	st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: k.customer, Product: k.product, InfluencerID: k.influencer,
+		Campaign: k.campaign, Day: k.day, ByType: map[string]schemas.Counts{}, UpdatedAt: updated,
+		Applied: schemas.Watermarks{}}
 	for et, n := range counted {
 		st.ByType[et] = schemas.Counts{Counted: n, Duplicates: map[string]int64{schemas.ReasonDuplicateVisitor: dups}}
 		st.Total += n
-	}
-	topic, key := s.inflTopic(), schemas.InfluencerKey(customer, product, influencer)
-	if campaign != nil {
-		st.Campaign = *campaign
-		topic, key = s.campTopic(), schemas.CampaignKey(customer, product, influencer, *campaign)
 	}
 	b, err := schemas.StatsCodec.Encode(st)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.produce(topic, key, b)
+	s.produce(s.names.StatsTable(), k.String(), b)
+}
+
+// deleteDay writes the tombstone of a day row.
+func (s *system) deleteDay(k rowKey) {
+	s.t.Helper()
+	s.produce(s.names.StatsTable(), k.String(), nil)
 }
 
 func (s *system) produce(topic, key string, value []byte) {
@@ -141,6 +166,33 @@ func dialWS(t testing.TB, srv *Server, path string) *wsClient {
 type wireMsg struct {
 	Message
 	TS int64 `json:"ts"`
+}
+
+// until reads messages until one satisfies cond (within 10 s) and returns
+// it: for rows produced together, whose updates may be merged.
+func (c *wsClient) until(what string, cond func(wireMsg) bool) wireMsg {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last wireMsg
+	for time.Now().Before(deadline) {
+		_ = c.conn.SetReadDeadline(deadline)
+		_, b, err := c.conn.ReadMessage()
+		if err != nil {
+			c.t.Fatalf("waiting for %s: %v (last message %+v)", what, err, last)
+		}
+		var m wireMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			c.t.Fatalf("decoding %s: %v", b, err)
+		}
+		if m.Type == "heartbeat" {
+			continue
+		}
+		if last = m; cond(m) {
+			return m
+		}
+	}
+	c.t.Fatalf("no message with %s within 10s; last %+v", what, last)
+	return last
 }
 
 func (c *wsClient) next(withHeartbeats bool) wireMsg {

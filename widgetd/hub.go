@@ -4,47 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
 
-// table is one of the two stats tables widgetd tails.
-type table uint8
-
-const (
-	tableInfluencer table = iota
-	tableCampaign
-)
-
-// rowID names a row of a stats table by its message key.
-type rowID struct {
-	table table
-	key   string
-}
-
-// row is what widgetd keeps of a stats row: counted events by event type
-// (duplicates never reach a widget).
-type row struct {
-	counts  map[string]int64
-	updated time.Time
-}
-
-// rowUpdate is one changelog record; counts is nil for a deleted row.
-type rowUpdate struct {
-	id      rowID
-	counts  map[string]int64
-	updated time.Time
-}
-
-// hub holds every row and fans changes out to the subscribed websockets.
-// Subscribers of the same row with the same URL parameters share a view, so
-// a change is encoded once per view, not once per connection.
+// hub holds every day row with the sums over them (see aggregates) and
+// fans changes out to the subscribed websockets. Subscribers of the same
+// influencer or campaign with the same URL parameters share a view, so a
+// change is encoded once per view, not once per connection.
 type hub struct {
 	heartbeat time.Duration
 
 	mu     sync.Mutex
-	rows   map[rowID]row    // guarded by mu
-	topics map[rowID]*topic // rows with subscribers; guarded by mu
+	aggs   *aggregates      // guarded by mu
+	topics map[aggID]*topic // aggregates with subscribers; guarded by mu
 }
 
 type topic struct {
@@ -53,6 +27,7 @@ type topic struct {
 
 // view is one widget with one set of settings and its subscribers.
 type view struct {
+	id       aggID
 	w        Widget
 	o        Overrides
 	settings Settings
@@ -75,18 +50,23 @@ type Message struct {
 	// HeartbeatMS is the heartbeat interval: a page that hears nothing for
 	// a few intervals reconnects.
 	HeartbeatMS int64 `json:"heartbeat_ms"`
-	// UpdatedAt is when the processors last changed the row (zero when the
-	// influencer has no counted event yet).
+	// UpdatedAt is when the processors last changed one of the rows the
+	// widget sums (absent when the influencer or campaign has no row yet).
 	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
 func newHub(heartbeat time.Duration) *hub {
-	return &hub{heartbeat: heartbeat, rows: map[rowID]row{}, topics: map[rowID]*topic{}}
+	return &hub{heartbeat: heartbeat, aggs: newAggregates(), topics: map[aggID]*topic{}}
 }
 
-// message returns the current state of w with settings s; guarded by mu.
-func (h *hub) message(w Widget, s Settings) Message {
-	r := h.rows[w.row()]
+// message returns the current state of w (whose aggregate is id) with
+// settings s; guarded by mu. Its Counts is the live map of the aggregate:
+// encode it before unlocking, or copy it.
+func (h *hub) message(id aggID, w Widget, s Settings) Message {
+	var r totals
+	if t := h.aggs.totals(id); t != nil {
+		r = *t
+	}
 	m := Message{
 		Customer: w.Customer, Product: w.Product, Influencer: w.Influencer,
 		Counts: r.counts, Total: s.Total(r.counts), Settings: s,
@@ -106,10 +86,10 @@ func (h *hub) message(w Widget, s Settings) Message {
 	return m
 }
 
-// encode fills v.core and v.body from the current row and reports whether
-// the visible state changed; guarded by mu.
+// encode fills v.core and v.body from the current totals and reports
+// whether the visible state changed; guarded by mu.
 func (h *hub) encode(v *view) bool {
-	m := h.message(v.w, v.settings)
+	m := h.message(v.id, v.w, v.settings)
 	updated := m.UpdatedAt
 	m.UpdatedAt = nil
 	core, err := json.Marshal(m)
@@ -137,13 +117,15 @@ func (h *hub) encode(v *view) bool {
 func (h *hub) snapshot(w Widget, s Settings) Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.message(w, s)
+	m := h.message(w.aggID(), w, s)
+	m.Counts = maps.Clone(m.Counts) // the caller encodes it after unlocking
+	return m
 }
 
 // subscribe adds sub to the view of (w, o) and queues its snapshot. The
 // returned function unsubscribes.
 func (h *hub) subscribe(w Widget, o Overrides, s Settings, sub *subscriber) func() {
-	id := w.row()
+	id := w.aggID()
 	fp := o.fingerprint()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -154,7 +136,7 @@ func (h *hub) subscribe(w Widget, o Overrides, s Settings, sub *subscriber) func
 	}
 	v := t.views[fp]
 	if v == nil {
-		v = &view{w: w, o: o, settings: s, subs: map[*subscriber]struct{}{}}
+		v = &view{id: id, w: w, o: o, settings: s, subs: map[*subscriber]struct{}{}}
 		h.encode(v)
 		t.views[fp] = v
 	}
@@ -173,22 +155,23 @@ func (h *hub) subscribe(w Widget, o Overrides, s Settings, sub *subscriber) func
 	}
 }
 
-// apply stores changelog records and pushes every visible change.
-func (h *hub) apply(ups []rowUpdate) {
+// apply applies changelog records to the sums and pushes every visible
+// change: a day row touches its influencer and its campaign.
+func (h *hub) apply(ups []dayUpdate) {
 	if len(ups) == 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	touched := map[rowID]bool{}
+	touched := map[aggID]bool{}
 	for _, u := range ups {
-		if u.counts == nil {
-			delete(h.rows, u.id)
-		} else {
-			h.rows[u.id] = row{counts: u.counts, updated: u.updated}
+		if !h.aggs.apply(u) {
+			continue
 		}
-		if _, ok := h.topics[u.id]; ok {
-			touched[u.id] = true
+		for _, id := range [2]aggID{{infl: u.infl}, {infl: u.infl, campaign: u.campaign, hasCampaign: true}} {
+			if _, ok := h.topics[id]; ok {
+				touched[id] = true
+			}
 		}
 	}
 	for id := range touched {
@@ -224,11 +207,11 @@ func (h *hub) resettle(resolve func(Widget, Overrides) (Settings, bool)) {
 	}
 }
 
-// rowCount returns how many rows the hub holds.
+// rowCount returns how many day rows the hub holds.
 func (h *hub) rowCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.rows)
+	return h.aggs.rows
 }
 
 // fingerprint identifies the overrides that change what a view sends.

@@ -25,13 +25,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamtools_widgetd_connections_rejected_total", Help: "Websocket upgrades refused, by reason (limit, not_found, bad_request, not_ready)."}, []string{"reason"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamtools_widgetd_changelog_records_total", Help: "Stats changelog records read, by table (influencer, campaign)."}, []string{"table"}),
+			Name: "streamtools_widgetd_changelog_records_total", Help: "Stats changelog records read, by table (stats: the day rows of the stats table)."}, []string{"table"}),
 		badRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamtools_widgetd_changelog_bad_records_total", Help: "Stats changelog records skipped because they did not decode or have a newer schema version."}),
 		pendingPartitions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamtools_widgetd_catchup_pending_partitions", Help: "Changelog partitions not yet read up to their end offset as of start; 0 once caught up."}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamtools_widgetd_ready", Help: "1 once the tenant registry and both stats changelogs are caught up."}),
+			Name: "streamtools_widgetd_ready", Help: "1 once the tenant registry and the stats changelog are caught up."}),
 	}
 	for _, t := range []string{"snapshot", "update", "heartbeat"} {
 		m.messages.WithLabelValues(t)

@@ -146,7 +146,7 @@ type Server struct {
 	ownReg  bool
 	tail    *tailer
 
-	caught    chan struct{} // closed once the changelogs are caught up
+	caught    chan struct{} // closed once the stats changelog is caught up
 	caughtOne sync.Once
 	ready     chan struct{} // closed once caught up and the registry is ready
 
@@ -197,14 +197,15 @@ func New(cfg Config) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Ready is closed once the tenant registry and both stats changelogs are
-// caught up with their end as of start: from then on snapshots are exact.
+// Ready is closed once the tenant registry and the stats table's changelog
+// are caught up with their end as of start: from then on snapshots are
+// exact.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 func (s *Server) caughtUp() {
 	s.caughtOne.Do(func() {
 		close(s.caught)
-		s.log.Info("stats changelogs caught up", "rows", s.hub.rowCount())
+		s.log.Info("stats changelog caught up", "day_rows", s.hub.rowCount())
 	})
 }
 

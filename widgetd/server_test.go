@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -26,13 +27,17 @@ func demoCustomer(code string) schemas.Customer {
 }
 
 // The snapshot holds the rows written before widgetd started (it rebuilds
-// from the changelog), updates follow every counted change, and a change
-// of duplicates only sends nothing.
+// from the changelog), summed over the influencer's days; updates follow
+// every counted change, a change of duplicates only sends nothing, and a
+// tombstone takes its row's counts out.
 func TestSnapshotThenUpdates(t *testing.T) {
 	sys := newSystem(t, "")
 	sys.putCustomer(demoCustomer("default"))
-	sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": 2, "dl": 5}, 0)
-	sys.putStats("default", "product", "other", nil, map[string]int64{"reg": 40}, 0)
+	d1 := row("default", "product", "influ_test", "", day1)
+	d2 := row("default", "product", "influ_test", "", day2)
+	sys.putDay(d1, map[string]int64{"reg": 1, "dl": 5}, 0)
+	sys.putDay(d2, map[string]int64{"reg": 1}, 0)
+	sys.putDay(row("default", "product", "other", "", day1), map[string]int64{"reg": 40}, 0)
 	srv, _ := sys.startServer("127.0.0.1:0")
 
 	c := dialWS(t, srv, "/ws/default/product/influ_test")
@@ -46,8 +51,8 @@ func TestSnapshotThenUpdates(t *testing.T) {
 
 	// Only duplicates change: nothing is sent. Then a counted event: the
 	// next message is its update.
-	sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": 2, "dl": 5}, 9)
-	sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": 3, "dl": 5}, 9)
+	sys.putDay(d2, map[string]int64{"reg": 1}, 9)
+	sys.putDay(d2, map[string]int64{"reg": 2}, 9)
 	m = c.next(false)
 	if m.Type != "update" || m.Total != 3 || m.UpdatedAt == nil {
 		t.Fatalf("message = %+v; want an update with total 3", m)
@@ -63,9 +68,14 @@ func TestSnapshotThenUpdates(t *testing.T) {
 		t.Fatalf("types=dl snapshot total = %d; want 5", m.Total)
 	}
 
-	// A deleted row (tombstone) shows zero.
-	sys.produce(sys.inflTopic(), schemas.InfluencerKey("default", "product", "influ_test"), nil)
-	if m := c.next(false); m.Type != "update" || m.Total != 0 || len(m.Counts) != 0 {
+	// A deleted row (tombstone) takes its counts out; with no row left the
+	// widget shows zero.
+	sys.deleteDay(d1)
+	if m := c.next(false); m.Type != "update" || m.Total != 2 || !maps.Equal(m.Counts, map[string]int64{"reg": 2}) {
+		t.Fatalf("after the first tombstone: %+v; want total 2 and only reg", m)
+	}
+	sys.deleteDay(d2)
+	if m := c.next(false); m.Type != "update" || m.Total != 0 || len(m.Counts) != 0 || m.UpdatedAt != nil {
 		t.Fatalf("after a tombstone: %+v; want total 0", m)
 	}
 
@@ -76,32 +86,187 @@ func TestSnapshotThenUpdates(t *testing.T) {
 	}
 }
 
-// The campaign form counts only the campaign's row; an influencer without
-// any row yet gets a zero snapshot and then its first update.
+// at is a fixed updated_at plus minutes, so that tests can tell which
+// row's updated_at a widget shows.
+func at(minutes int) time.Time {
+	return time.Date(2024, 1, 16, 12, 0, 0, 0, time.UTC).Add(time.Duration(minutes) * time.Minute)
+}
+
+// checkMsg fails unless m has these counts and this updated_at (zero:
+// none); the total counts every type (the widgets use ?types=all).
+func checkMsg(t *testing.T, what string, m wireMsg, typ string, counts map[string]int64, updated time.Time) {
+	t.Helper()
+	var total int64
+	for _, n := range counts {
+		total += n
+	}
+	okTime := (updated.IsZero() && m.UpdatedAt == nil) || (m.UpdatedAt != nil && m.UpdatedAt.Equal(updated))
+	if m.Type != typ || !maps.Equal(m.Counts, counts) || m.Total != total || !okTime {
+		t.Fatalf("%s: %s with counts %v, total %d, updated_at %v; want a %s with counts %v, total %d, updated_at %v",
+			what, m.Type, m.Counts, m.Total, m.UpdatedAt, typ, counts, total, updated)
+	}
+}
+
+// An influencer's widget sums its day rows over every day and campaign, a
+// campaign's widget over that campaign's days; updated_at is the latest of
+// the rows'. Rows of other influencers and products never leak in.
+func TestSumsOverDaysAndCampaigns(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default"))
+	spring1 := row("default", "product", "influ_test", "spring", day1)
+	spring2 := row("default", "product", "influ_test", "spring", day2)
+	launch1 := row("default", "product", "influ_test", "launch", day1)
+	none2 := row("default", "product", "influ_test", "", day2)
+	sys.putDayAt(spring1, at(1), map[string]int64{"reg": 1, "dl": 2}, 0)
+	sys.putDayAt(spring2, at(4), map[string]int64{"reg": 3}, 1)
+	sys.putDayAt(launch1, at(2), map[string]int64{"reg": 5}, 0)
+	sys.putDayAt(none2, at(3), map[string]int64{"reg": 7, "dl": 1}, 0)
+	sys.putDayAt(row("default", "product", "influ_test2", "spring", day1), at(9), map[string]int64{"reg": 100}, 0)
+	sys.putDayAt(row("default", "all", "influ_test", "spring", day1), at(9), map[string]int64{"reg": 100}, 0)
+	srv, _ := sys.startServer("127.0.0.1:0")
+
+	infl := dialWS(t, srv, "/ws/default/product/influ_test?types=all")
+	checkMsg(t, "influencer snapshot", infl.next(false), "snapshot", map[string]int64{"reg": 16, "dl": 3}, at(4))
+	spring := dialWS(t, srv, "/ws/default/product/influ_test/spring?types=all")
+	checkMsg(t, "spring snapshot", spring.next(false), "snapshot", map[string]int64{"reg": 4, "dl": 2}, at(4))
+	launch := dialWS(t, srv, "/ws/default/product/influ_test/launch?types=all")
+	checkMsg(t, "launch snapshot", launch.next(false), "snapshot", map[string]int64{"reg": 5}, at(2))
+
+	// The product's settings count reg only; the plain GET agrees.
+	code, body := getJSON(t, "http://"+srv.Addr()+"/ws/default/product/influ_test", "")
+	if code != 200 || body["total"] != float64(16) || body["updated_at"] != at(4).Format(time.RFC3339) {
+		t.Fatalf("GET snapshot = %d %v; want total 16, updated_at %v", code, body, at(4))
+	}
+
+	// A new day of a campaign adds to both sums.
+	sys.putDayAt(row("default", "product", "influ_test", "launch", "2024-01-17"), at(5), map[string]int64{"reg": 2}, 0)
+	checkMsg(t, "influencer after a new day", infl.next(false), "update", map[string]int64{"reg": 18, "dl": 3}, at(5))
+	checkMsg(t, "launch after a new day", launch.next(false), "update", map[string]int64{"reg": 7}, at(5))
+}
+
+// A day row carries absolute counts: an update replaces the row's previous
+// counts in the sums, it does not add to them, also when widgetd rebuilds
+// the sums from the changelog (which holds every version of the row).
+func TestRowUpdateReplaces(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default"))
+	spring1 := row("default", "product", "influ_test", "spring", day1)
+	spring2 := row("default", "product", "influ_test", "spring", day2)
+	launch1 := row("default", "product", "influ_test", "launch", day1)
+	sys.putDayAt(spring1, at(1), map[string]int64{"reg": 1, "dl": 2}, 0)
+	sys.putDayAt(spring2, at(2), map[string]int64{"reg": 2}, 0)
+	sys.putDayAt(spring2, at(3), map[string]int64{"reg": 3}, 0) // replaces reg 2 before widgetd starts
+	sys.putDayAt(launch1, at(3), map[string]int64{"reg": 5}, 0)
+	srv, _ := sys.startServer("127.0.0.1:0")
+
+	infl := dialWS(t, srv, "/ws/default/product/influ_test?types=all")
+	checkMsg(t, "influencer snapshot", infl.next(false), "snapshot", map[string]int64{"reg": 9, "dl": 2}, at(3))
+	spring := dialWS(t, srv, "/ws/default/product/influ_test/spring?types=all")
+	checkMsg(t, "spring snapshot", spring.next(false), "snapshot", map[string]int64{"reg": 4, "dl": 2}, at(3))
+
+	sys.putDayAt(spring2, at(5), map[string]int64{"reg": 4}, 0) // 3 -> 4, not +4
+	checkMsg(t, "influencer after an update", infl.next(false), "update", map[string]int64{"reg": 10, "dl": 2}, at(5))
+	checkMsg(t, "spring after an update", spring.next(false), "update", map[string]int64{"reg": 5, "dl": 2}, at(5))
+
+	// A new event type in a row, then the same row again (a copy): the
+	// copy changes nothing, the next change is counted once.
+	sys.putDayAt(spring1, at(6), map[string]int64{"reg": 2, "dl": 2, "click": 1}, 0)
+	checkMsg(t, "influencer after a new type", infl.next(false), "update", map[string]int64{"reg": 11, "dl": 2, "click": 1}, at(6))
+	sys.putDayAt(spring1, at(6), map[string]int64{"reg": 2, "dl": 2, "click": 1}, 0)
+	sys.putDayAt(launch1, at(7), map[string]int64{"reg": 6}, 0)
+	checkMsg(t, "influencer after a copy and an update", infl.next(false), "update", map[string]int64{"reg": 12, "dl": 2, "click": 1}, at(7))
+	checkMsg(t, "spring", spring.next(false), "update", map[string]int64{"reg": 6, "dl": 2, "click": 1}, at(6))
+
+	// A second instance rebuilds the same sums from every version of the
+	// rows.
+	srv2, _ := sys.startServer("127.0.0.1:0")
+	checkMsg(t, "rebuilt influencer", dialWS(t, srv2, "/ws/default/product/influ_test?types=all").next(false),
+		"snapshot", map[string]int64{"reg": 12, "dl": 2, "click": 1}, at(7))
+	checkMsg(t, "rebuilt spring", dialWS(t, srv2, "/ws/default/product/influ_test/spring?types=all").next(false),
+		"snapshot", map[string]int64{"reg": 6, "dl": 2, "click": 1}, at(6))
+}
+
+// A tombstone deletes a day row: its counts leave the sums, and updated_at
+// falls back to the latest of the remaining rows; a campaign or influencer
+// without rows shows zero and no updated_at.
+func TestTombstone(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default"))
+	spring1 := row("default", "product", "influ_test", "spring", day1)
+	spring2 := row("default", "product", "influ_test", "spring", day2)
+	launch1 := row("default", "product", "influ_test", "launch", day1)
+	sys.putDayAt(spring1, at(1), map[string]int64{"reg": 1}, 0)
+	sys.putDayAt(spring2, at(4), map[string]int64{"reg": 3, "dl": 1}, 0)
+	sys.putDayAt(launch1, at(2), map[string]int64{"reg": 5}, 0)
+	// A row deleted before widgetd starts is not counted.
+	gone := row("default", "product", "influ_test", "spring", "2024-01-01")
+	sys.putDayAt(gone, at(9), map[string]int64{"reg": 50}, 0)
+	sys.deleteDay(gone)
+	srv, _ := sys.startServer("127.0.0.1:0")
+
+	infl := dialWS(t, srv, "/ws/default/product/influ_test?types=all")
+	checkMsg(t, "influencer snapshot", infl.next(false), "snapshot", map[string]int64{"reg": 9, "dl": 1}, at(4))
+	spring := dialWS(t, srv, "/ws/default/product/influ_test/spring?types=all")
+	checkMsg(t, "spring snapshot", spring.next(false), "snapshot", map[string]int64{"reg": 4, "dl": 1}, at(4))
+
+	// The tombstone of a row widgetd never held changes nothing; then the
+	// row with the latest updated_at goes.
+	sys.deleteDay(row("default", "product", "influ_test", "spring", "2023-12-31"))
+	sys.deleteDay(spring2)
+	checkMsg(t, "influencer without spring2", infl.next(false), "update", map[string]int64{"reg": 6}, at(2))
+	checkMsg(t, "spring without spring2", spring.next(false), "update", map[string]int64{"reg": 1}, at(1))
+
+	// The campaign's last row.
+	sys.deleteDay(spring1)
+	checkMsg(t, "spring without rows", spring.next(false), "update", map[string]int64{}, time.Time{})
+	checkMsg(t, "influencer without spring", infl.next(false), "update", map[string]int64{"reg": 5}, at(2))
+
+	// The influencer's last row, then a row again.
+	sys.deleteDay(launch1)
+	checkMsg(t, "influencer without rows", infl.next(false), "update", map[string]int64{}, time.Time{})
+	if code, body := getJSON(t, "http://"+srv.Addr()+"/readyz", ""); code != 200 || body["rows"] != float64(0) {
+		t.Fatalf("readyz = %d %v; want 0 rows held", code, body)
+	}
+	sys.putDayAt(spring1, at(7), map[string]int64{"reg": 2}, 0)
+	checkMsg(t, "influencer with a row again", infl.next(false), "update", map[string]int64{"reg": 2}, at(7))
+	checkMsg(t, "spring with a row again", spring.next(false), "update", map[string]int64{"reg": 2}, at(7))
+}
+
+// The campaign form counts only the campaign's rows while the influencer
+// form counts them all; an influencer without any row yet gets a zero
+// snapshot and then its first update.
 func TestCampaignForm(t *testing.T) {
 	sys := newSystem(t, "")
 	sys.putCustomer(demoCustomer("default"))
-	sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": 10}, 0)
-	sys.putStats("default", "product", "influ_test", ptr("Jan2024_special_event"), map[string]int64{"reg": 4}, 0)
-	sys.putStats("default", "product", "influ_test", ptr("other"), map[string]int64{"reg": 6}, 0)
+	none := row("default", "product", "influ_test", "", day1)
+	special := row("default", "product", "influ_test", "Jan2024_special_event", day1)
+	other := row("default", "product", "influ_test", "other", day2)
+	sys.putDay(none, map[string]int64{"reg": 10}, 0)
+	sys.putDay(special, map[string]int64{"reg": 4}, 0)
+	sys.putDay(other, map[string]int64{"reg": 6}, 0)
 	srv, _ := sys.startServer("127.0.0.1:0")
 
 	c := dialWS(t, srv, "/ws/default/product/influ_test/Jan2024_special_event")
 	if m := c.next(false); m.Total != 4 || m.Campaign == nil || *m.Campaign != "Jan2024_special_event" {
 		t.Fatalf("campaign snapshot = %+v; want total 4", m)
 	}
-	sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": 11}, 0)
-	sys.putStats("default", "product", "influ_test", ptr("other"), map[string]int64{"reg": 7}, 0)
-	sys.putStats("default", "product", "influ_test", ptr("Jan2024_special_event"), map[string]int64{"reg": 5}, 0)
+	infl := dialWS(t, srv, "/ws/default/product/influ_test")
+	if m := infl.next(false); m.Total != 20 || m.Campaign != nil {
+		t.Fatalf("influencer snapshot = %+v; want total 20 (every campaign)", m)
+	}
+	sys.putDay(none, map[string]int64{"reg": 11}, 0)
+	sys.putDay(other, map[string]int64{"reg": 7}, 0)
+	sys.putDay(special, map[string]int64{"reg": 5}, 0)
 	if m := c.next(false); m.Type != "update" || m.Total != 5 {
 		t.Fatalf("campaign update = %+v; want total 5 (other rows never reach this widget)", m)
 	}
+	infl.until("influencer total 23", func(m wireMsg) bool { return m.Total == 23 })
 
 	fresh := dialWS(t, srv, "/ws/default/product/newcomer/launch")
 	if m := fresh.next(false); m.Type != "snapshot" || m.Total != 0 {
 		t.Fatalf("newcomer snapshot = %+v; want total 0", m)
 	}
-	sys.putStats("default", "product", "newcomer", ptr("launch"), map[string]int64{"reg": 1}, 0)
+	sys.putDay(row("default", "product", "newcomer", "launch", day1), map[string]int64{"reg": 1}, 0)
 	if m := fresh.next(false); m.Total != 1 {
 		t.Fatalf("newcomer update = %+v; want total 1", m)
 	}
@@ -113,8 +278,8 @@ func TestURLForms(t *testing.T) {
 	sys := newSystem(t, "")
 	sys.putCustomer(demoCustomer("my-brand"))
 	infl, camp := "José María", "spring/sale 2024"
-	sys.putStats("my-brand", "product", infl, nil, map[string]int64{"reg": 12}, 0)
-	sys.putStats("my-brand", "product", infl, &camp, map[string]int64{"reg": 3}, 0)
+	sys.putDay(row("my-brand", "product", infl, "", day1), map[string]int64{"reg": 9}, 0)
+	sys.putDay(row("my-brand", "product", infl, camp, day2), map[string]int64{"reg": 3}, 0)
 	srv, _ := sys.startServer("127.0.0.1:0")
 	base := "http://" + srv.Addr()
 	esc := url.PathEscape
@@ -251,10 +416,15 @@ func TestRestartRebuildsState(t *testing.T) {
 	addr := srv.Addr()
 	c := dialWS(t, srv, "/ws/default/product/influ_test")
 	c.next(false)
+	// Twenty updates alternate between two day rows: 19 and 20 last.
 	for i := int64(1); i <= 20; i++ {
-		sys.putStats("default", "product", "influ_test", nil, map[string]int64{"reg": i}, i)
+		d := day1
+		if i%2 == 0 {
+			d = day2
+		}
+		sys.putDay(row("default", "product", "influ_test", "", d), map[string]int64{"reg": i}, i)
 	}
-	kafkatest.Eventually(t, 10*time.Second, "total 20", func() bool { return c.next(false).Total == 20 })
+	kafkatest.Eventually(t, 10*time.Second, "total 39", func() bool { return c.next(false).Total == 39 })
 	go stop()
 	if code := c.closeCode(); code != fws.CloseGoingAway {
 		t.Fatalf("close code = %d; want %d (going away)", code, fws.CloseGoingAway)
@@ -262,8 +432,8 @@ func TestRestartRebuildsState(t *testing.T) {
 	stop()
 
 	srv2, _ := sys.startServer(addr)
-	if m := dialWS(t, srv2, "/ws/default/product/influ_test").next(false); m.Type != "snapshot" || m.Total != 20 {
-		t.Fatalf("after restart: %+v; want a snapshot with total 20", m)
+	if m := dialWS(t, srv2, "/ws/default/product/influ_test").next(false); m.Type != "snapshot" || m.Total != 39 {
+		t.Fatalf("after restart: %+v; want a snapshot with total 39", m)
 	}
 }
 
@@ -353,8 +523,11 @@ func TestManyConcurrentWidgets(t *testing.T) {
 	sys := newSystem(t, "")
 	sys.putCustomer(demoCustomer("default"))
 	const n = 60
+	// Each influencer's total is split over two days.
 	for i := range n {
-		sys.putStats("default", "all", fmt.Sprintf("influencer-%d", i), nil, map[string]int64{"reg": int64(i)}, 0)
+		infl := fmt.Sprintf("influencer-%d", i)
+		sys.putDay(row("default", "all", infl, "", day1), map[string]int64{"reg": int64(i / 2)}, 0)
+		sys.putDay(row("default", "all", infl, "", day2), map[string]int64{"reg": int64(i - i/2)}, 0)
 	}
 	srv, _ := sys.startServer("127.0.0.1:0")
 	clients := make([]*wsClient, n)
@@ -380,7 +553,7 @@ func TestManyConcurrentWidgets(t *testing.T) {
 		}
 	}
 	for i := range n {
-		sys.putStats("default", "all", fmt.Sprintf("influencer-%d", i), nil, map[string]int64{"reg": int64(1000 + i)}, 0)
+		sys.putDay(row("default", "all", fmt.Sprintf("influencer-%d", i), "", day2), map[string]int64{"reg": int64(1000 + i - i/2)}, 0)
 	}
 	for i, c := range clients {
 		if m := c.next(false); m.Influencer != fmt.Sprintf("influencer-%d", i) || m.Total != int64(1000+i) {

@@ -19,17 +19,14 @@ type Widget struct {
 	Product    string
 	Influencer string
 	// Campaign is set only with HasCampaign: the campaign form counts only
-	// that campaign, from the campaign table.
+	// that campaign's day rows; the influencer form counts all of them.
 	Campaign    string
 	HasCampaign bool
 }
 
-// row is the stats row that w shows.
-func (w Widget) row() rowID {
-	if w.HasCampaign {
-		return rowID{table: tableCampaign, key: schemas.CampaignKey(w.Customer, w.Product, w.Influencer, w.Campaign)}
-	}
-	return rowID{table: tableInfluencer, key: schemas.InfluencerKey(w.Customer, w.Product, w.Influencer)}
+// aggID names the totals that w shows.
+func (w Widget) aggID() aggID {
+	return aggID{infl: schemas.InfluencerKey(w.Customer, w.Product, w.Influencer), campaign: w.Campaign, hasCampaign: w.HasCampaign}
 }
 
 // wsPath is the websocket path of w, escaped.

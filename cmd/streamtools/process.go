@@ -89,8 +89,8 @@ func startDevProcess(ctx context.Context, env *devEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("process    goka groups %s, %s, %s, %s (generation %d, local state in %s)",
-		env.Names.Group(schemas.GroupAnticheat), env.Names.Group(schemas.GroupStatsInfluencer), env.Names.Group(schemas.GroupStatsCampaign),
-		env.Names.Group(schemas.GroupStatsDay), env.Names.Generation, dir))
+	env.Banner = append(env.Banner, fmt.Sprintf("process    goka groups %s, %s, %s (generation %d, local state in %s)",
+		env.Names.Group(schemas.GroupClaims), env.Names.Group(schemas.GroupVerdicts), env.Names.Group(schemas.GroupStats),
+		env.Names.Generation, dir))
 	return p.Run, nil
 }

@@ -17,7 +17,7 @@ func init() {
 	register(&cli.Command{
 		Name:  "replay",
 		Usage: "rebuild the Postgres tables (all, one customer, or a date range) from the topics",
-		Description: "Reads the events topic and the stats-day changelog of --generation from their start up to their\n" +
+		Description: "Reads the events topic and the stats table changelog of --generation from their start up to their\n" +
 			"end at start time, and upserts every row in scope, like the sink. Prints what changed\n" +
 			"(inserted, updated, unchanged). Safe while the sink runs. See the README (Postgres section).",
 		Flags: append(append([]cli.Flag{flagDatabaseURL,

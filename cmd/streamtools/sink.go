@@ -23,8 +23,8 @@ var sinkFlags = []cli.Flag{
 func init() {
 	register(&cli.Command{
 		Name:  "sink",
-		Usage: "write the events topic and the daily stats changelog into Postgres (the BI schema)",
-		Description: "Consumes the events topic and the stats-day table changelog of --generation and upserts them\n" +
+		Usage: "write the events topic and the stats table changelog into Postgres (the BI schema)",
+		Description: "Consumes the events topic and the stats table changelog of --generation and upserts them\n" +
 			"into the events and daily_stats tables, storing the consumed offsets in the same transaction:\n" +
 			"a restart resumes exactly, and re-reading any topic changes nothing. Migrates the schema at start.\n" +
 			"Postgres down: retries with backoff. See the README (Postgres section).",

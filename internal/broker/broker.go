@@ -78,7 +78,6 @@ func Start(cfg Config) (*Broker, error) {
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }
 
-
 // Close stops the broker, flushing its data directory. Safe to call twice.
 func (b *Broker) Close() {
 	if b.c != nil {

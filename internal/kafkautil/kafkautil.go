@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,17 +70,38 @@ type TopicSpec struct {
 func ptr(s string) *string { return &s }
 
 // CoreTopics are the topics the edge and the processors need before they
-// start (goka creates only its own table and loop topics).
+// start, the processors' tables included: goka would create them with a
+// compact policy, and the claims table must not be compacted (see
+// ClaimsTableRetention).
 func CoreTopics(n schemas.Names, partitions int32) []TopicSpec {
+	return CoreTopicsRetention(n, partitions, DefaultClaimsTableRetention)
+}
+
+// DefaultClaimsTableRetention is the retention of the claims table topic:
+// the default event-id retention (7 days), maintenance grace and 2 days.
+const DefaultClaimsTableRetention = 10 * 24 * time.Hour
+
+// CoreTopicsRetention is CoreTopics with the claims table's retention.
+//
+// The claims table's changelog is the log of claim decisions that the
+// verdicts processor reads as a stream: compaction would drop decisions it
+// has not read yet, so the topic uses cleanup.policy=delete with a retention
+// longer than any claim lives (goka rebuilds the table from what is kept).
+func CoreTopicsRetention(n schemas.Names, partitions int32, claimsRetention time.Duration) []TopicSpec {
 	if partitions <= 0 {
 		partitions = schemas.DefaultPartitions
 	}
 	compact := map[string]*string{"cleanup.policy": ptr("compact")}
+	claims := map[string]*string{
+		"cleanup.policy": ptr("delete"),
+		"retention.ms":   ptr(strconv.FormatInt(claimsRetention.Milliseconds(), 10)),
+	}
 	return []TopicSpec{
 		{Name: n.Postbacks(), Partitions: partitions},
 		{Name: n.Events(), Partitions: partitions},
-		{Name: n.EventsByCampaign(), Partitions: partitions},
-		{Name: n.EventsByDay(), Partitions: partitions},
+		{Name: n.Claims(), Partitions: partitions},
+		{Name: n.ClaimsTable(), Partitions: partitions, Configs: claims},
+		{Name: n.StatsTable(), Partitions: partitions, Configs: compact},
 		{Name: n.DeadLetter(), Partitions: 1},
 		{Name: n.Customers(), Partitions: 1, Configs: compact},
 		{Name: n.AccessKeys(), Partitions: 1, Configs: compact},

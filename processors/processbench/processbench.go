@@ -94,7 +94,7 @@ func postback(i, keys int, at time.Time) schemas.Postback {
 
 func record(n schemas.Names, pb *schemas.Postback) *kgo.Record {
 	b, _ := json.Marshal(pb)
-	return &kgo.Record{Topic: n.Postbacks(), Key: []byte(schemas.InfluencerKey(pb.CustomerCode, pb.Product, pb.InfluencerID)), Value: b}
+	return &kgo.Record{Topic: n.Postbacks(), Key: []byte(schemas.PostbackKey(pb)), Value: b}
 }
 
 // Run runs both phases on an in-process broker.

@@ -9,13 +9,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamtools/streamtools/processors/statscampaign"
-	"github.com/streamtools/streamtools/processors/statsday"
-	"github.com/streamtools/streamtools/processors/statsinfluencer"
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// tail follows the three stats changelogs with a plain consumer, as widgetd
+// tail follows the stats changelog with a plain consumer, as widgetd
 // and the sink do, and keeps the events applied per table.
 type tail struct {
 	cl      *kgo.Client
@@ -34,7 +31,7 @@ type tail struct {
 }
 
 func newTail(addr string, n schemas.Names) (*tail, error) {
-	topics := []string{string(statsinfluencer.Table(n)), string(statscampaign.Table(n)), string(statsday.Table(n))}
+	topics := []string{n.StatsTable()}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(append([]string{n.Events()}, topics...)...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation(),
 		kgo.MetadataMinAge(100*time.Millisecond), kgo.FetchMaxWait(50*time.Millisecond))

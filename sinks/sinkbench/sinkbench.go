@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		recs[i] = &kgo.Record{Topic: names.Events(), Key: []byte(schemas.InfluencerKey(evs[i].CustomerCode, evs[i].Product, evs[i].InfluencerID)), Value: v}
+		recs[i] = &kgo.Record{Topic: names.Events(), Key: []byte(eventKey(evs[i])), Value: v}
 	}
 	fmt.Fprintf(cfg.Out, "sink throughput: %d events (pre-filled in Kafka), PostgreSQL %s\n", cfg.Events, map[bool]string{true: "durable (fsync on)", false: "fsync off"}[cfg.Durable || cfg.DatabaseURL != ""])
 	for i := 0; i < len(recs); i += 10000 {
@@ -258,7 +258,7 @@ func keepUp(ctx context.Context, cfg Config, addr string, cl *kgo.Client, url st
 			i := 1_000_000 + int(produced)
 			e := event(i)
 			v, _ := schemas.EventCodec.Encode(e) // a plain struct: cannot fail
-			r := &kgo.Record{Topic: names.Events(), Key: []byte(schemas.InfluencerKey(e.CustomerCode, e.Product, e.InfluencerID)), Value: v}
+			r := &kgo.Record{Topic: names.Events(), Key: []byte(eventKey(e)), Value: v}
 			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 				if err != nil {
 					failed.Add(1)
@@ -348,11 +348,18 @@ func event(i int) schemas.Event {
 			Source: "twitch", Country: "FR",
 		},
 		Verdict: schemas.VerdictCounted,
+		Src:     schemas.Position{Lane: schemas.LaneClaims, Partition: int32(i % schemas.DefaultPartitions), Offset: int64(i)},
 	}
 	if i%4 == 3 {
 		e.Verdict, e.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
 	}
 	return e
+}
+
+// eventKey is the key of e on the events topic, as the verdicts processor
+// writes it.
+func eventKey(e schemas.Event) string {
+	return schemas.DayKey(e.CustomerCode, e.Product, e.InfluencerID, e.Campaign, e.Day)
 }
 
 func statsRow(k int, v int64) *schemas.Stats {
@@ -364,6 +371,9 @@ func statsRow(k int, v int64) *schemas.Stats {
 			"reg": {Counted: 3 * v, Duplicates: map[string]int64{schemas.ReasonDuplicateVisitor: v}},
 			"dep": {Counted: v},
 		},
+		// The processors' replay guard, as a real row carries it (the sink
+		// ignores it).
+		Applied:   schemas.Watermarks{{Lane: schemas.LaneClaims, Partition: int32(k % schemas.DefaultPartitions), Offset: v}},
 		UpdatedAt: time.Now().UTC(),
 	}
 }

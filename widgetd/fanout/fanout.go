@@ -326,12 +326,8 @@ func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer cl.Close()
-	table := names.TableTopic(names.Group(schemas.GroupStatsInfluencer))
-	compact := "compact"
-	specs := append(kafkautil.CoreTopics(names, 6),
-		kafkautil.TopicSpec{Name: table, Partitions: 6, Configs: map[string]*string{"cleanup.policy": &compact}},
-		kafkautil.TopicSpec{Name: names.TableTopic(names.Group(schemas.GroupStatsCampaign)), Partitions: 6, Configs: map[string]*string{"cleanup.policy": &compact}})
-	if err := kafkautil.EnsureTopics(ctx, cl, specs); err != nil {
+	// The core topics include the stats table widgetd reads.
+	if err := kafkautil.EnsureTopics(ctx, cl, kafkautil.CoreTopics(names, 6)); err != nil {
 		return res, err
 	}
 	err = tenant.PutCustomer(ctx, cl, names, schemas.Customer{Code: "bench", TimeZone: "UTC",
@@ -339,13 +335,17 @@ func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// Each influencer has one day row (no campaign, today), as the stats
+	// processor would write it: every update is the row's new absolute
+	// count, and widgetd's sum over the influencer's rows is that count.
+	table, day := names.StatsTable(), schemas.DayOf(time.Now(), time.UTC)
 	counts := make([]int64, cfg.Influencers)
 	put := func(i int) *kgo.Record {
 		counts[i]++
-		st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: "bench", Product: "product", InfluencerID: influencer(i),
+		st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: "bench", Product: "product", InfluencerID: influencer(i), Day: day,
 			ByType: map[string]schemas.Counts{"reg": {Counted: counts[i]}}, Total: counts[i], UpdatedAt: time.Now().UTC()}
 		v, _ := schemas.StatsCodec.Encode(st)
-		return &kgo.Record{Topic: table, Key: []byte(schemas.InfluencerKey("bench", "product", influencer(i))), Value: v}
+		return &kgo.Record{Topic: table, Key: []byte(schemas.DayKey("bench", "product", influencer(i), "", day)), Value: v}
 	}
 	for i := range cfg.Influencers {
 		cl.Produce(ctx, put(i), nil)

@@ -13,10 +13,10 @@ import (
 // Metrics of one processors instance.
 type Metrics struct {
 	verdicts    *prometheus.CounterVec
-	reemitted   prometheus.Counter
 	deadLetters *prometheus.CounterVec
 	applied     *prometheus.CounterVec
 	age         prometheus.Histogram
+	ready       prometheus.Gauge
 }
 
 // New registers the metrics with reg (nil: a nil *Metrics, recording
@@ -29,32 +29,32 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamtools_processor_postbacks_total",
-			Help: "Postbacks given a verdict and emitted to the events topics by this instance, by verdict and reason (re-emitted copies excluded).",
+			Help: "Events emitted with their verdict by this instance, by verdict and reason (copies emitted again after a restart included; the stats processor applies each once).",
 		}, []string{"verdict", "reason"}),
-		reemitted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamtools_processor_reemitted_events_total",
-			Help: "Events emitted again after a restart or rebalance because their first emit may have been lost (readers drop them by seq).",
-		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamtools_processor_dead_letters_total",
 			Help: "Records sent to the dead-letter topic, by processor group.",
 		}, []string{"processor"}),
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamtools_processor_stats_applied_total",
-			Help: "Events applied to a stats table (result applied) or skipped as already applied (result replay), by group.",
+			Name: "streamtools_processor_applied_total",
+			Help: "Inputs applied to a table row (result applied) or skipped as applied already (result replay: a copy or a redelivery after a restart), by group.",
 		}, []string{"group", "result"}),
 		age: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "streamtools_processor_verdict_lag_seconds",
-			Help:    "Input lag in time: from the edge's receive time of a postback to its verdict emitted by anticheat.",
+			Help:    "Input lag in time: from the edge's receive time of a postback to its verdict emitted by the verdicts processor.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600},
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamtools_processor_ready",
+			Help: "1 while every processor group of this instance recovered its table and consumes; 0 during start-up and broker outages.",
 		}),
 	}
 	var errs []error
 	m.verdicts = register(reg, m.verdicts, &errs)
-	m.reemitted = register(reg, m.reemitted, &errs)
 	m.deadLetters = register(reg, m.deadLetters, &errs)
 	m.applied = register(reg, m.applied, &errs)
 	m.age = register(reg, m.age, &errs)
+	m.ready = register(reg, m.ready, &errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("registering the processors' metrics: %w", err)
 	}
@@ -87,13 +87,6 @@ func (m *Metrics) Verdict(verdict, reason string, receivedAt time.Time) {
 	}
 }
 
-// Reemitted records an event emitted again.
-func (m *Metrics) Reemitted() {
-	if m != nil {
-		m.reemitted.Inc()
-	}
-}
-
 // DeadLetter records a record sent to the dead-letter topic by processor.
 func (m *Metrics) DeadLetter(processor string) {
 	if m != nil {
@@ -101,7 +94,7 @@ func (m *Metrics) DeadLetter(processor string) {
 	}
 }
 
-// Applied records a stats event applied (replay false) or skipped.
+// Applied records an input applied to a row (replay false) or skipped.
 func (m *Metrics) Applied(group string, replay bool) {
 	if m == nil {
 		return
@@ -111,4 +104,16 @@ func (m *Metrics) Applied(group string, replay bool) {
 		r = "replay"
 	}
 	m.applied.WithLabelValues(group, r).Inc()
+}
+
+// Ready records whether the instance is ready.
+func (m *Metrics) Ready(ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.ready.Set(v)
 }

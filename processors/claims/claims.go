@@ -1,0 +1,280 @@
+// Package claims is the goka group that decides claims: whether a postback
+// repeats a visitor's action of the day (anti-cheat) or a customer's event
+// id. Each claim is a row of its own, keyed by the claim
+// (schemas.VisitorClaimKey, schemas.EventIDClaimKey), so a row's size does
+// not depend on the traffic: one owner, one watermark per input source and
+// the last decision (schemas.ClaimRow).
+//
+// Inputs: the postbacks topic (postbacks keyed by their first claim) and the
+// claims topic (postbacks the verdicts processor forwards to their next
+// claim). The group emits nothing: every applied input rewrites its row
+// once, with the decision in ClaimRow.Last, and the table's changelog is the
+// exactly-once log of decisions that the verdicts processor reads. A
+// redelivered input, or a copy re-sent by the verdicts processor after a
+// restart, is at or below its source's watermark and changes nothing.
+//
+// It does not count and does not emit events: see the verdicts and stats
+// packages. Maintenance deletes visitor claims of days that are over and
+// event-id claims past their retention.
+package claims
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+
+	"github.com/streamtools/streamtools/processors/internal/gokautil"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Group is the goka group of names.
+func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupClaims)) }
+
+const visitMaintain = "maintain"
+
+// Config configures the claims processor.
+type Config struct {
+	Brokers []string
+	Names   schemas.Names
+	// StateDir is this instance's local table storage, wiped at start.
+	StateDir string
+	Log      *slog.Logger
+	// EventIDRetention is how long a sender's event_id stays a duplicate
+	// key, in event time. Default (zero) 7 days; at least 1 hour.
+	EventIDRetention time.Duration
+	// Grace is added to every deletion cutoff of maintenance, so that
+	// partitions replaying at different speeds still find the claims they
+	// need. Default 2 hours.
+	Grace time.Duration
+	// Replication of the table topic when goka creates it. Default 1.
+	Replication int
+	// Metrics records applied inputs and dead letters; nil records nothing.
+	Metrics *procmetrics.Metrics
+}
+
+func (c *Config) setDefaults() {
+	if c.EventIDRetention == 0 {
+		c.EventIDRetention = 7 * 24 * time.Hour
+	}
+	if c.Grace == 0 {
+		c.Grace = 2 * time.Hour
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate names the field to fix.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("claims: Brokers is empty: list at least one host:port")
+	case c.StateDir == "":
+		return errors.New("claims: StateDir is empty: set a local directory for the table")
+	case c.EventIDRetention != 0 && c.EventIDRetention < time.Hour:
+		return fmt.Errorf("claims: EventIDRetention %v is under 1h: use 1h or more (default 7 days)", c.EventIDRetention)
+	case c.Grace < 0:
+		return fmt.Errorf("claims: Grace %v is negative: use 0 for the default", c.Grace)
+	}
+	return c.Names.Validate()
+}
+
+// Retention is how long the claims table topic must keep a row (its
+// cleanup policy is delete, not compact: see processors.TopicSpecs).
+func (c Config) Retention() time.Duration {
+	c.setDefaults()
+	return c.EventIDRetention + c.Grace + 48*time.Hour
+}
+
+// Processor is a running claims group member.
+type Processor struct {
+	cfg  Config
+	proc *goka.Processor
+	// maxReceived is the latest ReceivedAt applied (unix nanoseconds): the
+	// event-time clock of maintenance, so that a replay deletes claims only
+	// once its own stream has passed them.
+	maxReceived atomic.Int64
+}
+
+// New builds the processor. The postbacks, claims and dead-letter topics
+// and the table topic must exist (processors.TopicSpecs).
+func New(cfg Config) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	p := &Processor{cfg: cfg}
+	n := cfg.Names
+	g := goka.DefineGroup(Group(n),
+		goka.Input(goka.Stream(n.Postbacks()), new(codec.Bytes), p.onPostback),
+		goka.Input(goka.Stream(n.Claims()), new(codec.Bytes), p.onRequest),
+		goka.Persist(schemas.ClaimRowCodec),
+		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
+		goka.Visitor(visitMaintain, p.onMaintain),
+	)
+	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
+	}, cfg.Replication)
+	if err != nil {
+		return nil, err
+	}
+	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
+		return nil, fmt.Errorf("claims: creating the goka processor: %w", err)
+	}
+	return p, nil
+}
+
+// Run processes until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.proc.Run(ctx); err != nil {
+		return fmt.Errorf("claims: running: %w", err)
+	}
+	return nil
+}
+
+// WaitForReady blocks until the table is recovered and input flows.
+func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
+
+func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
+	group := string(Group(p.cfg.Names))
+	p.cfg.Log.Warn("claims: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
+	p.cfg.Metrics.DeadLetter(group)
+}
+
+// onPostback applies the first claim of a postback keyed by it. Every other
+// record (no claim, keyed otherwise, or invalid) is the verdicts
+// processor's to route or dead-letter.
+func (p *Processor) onPostback(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var pb schemas.Postback
+	if json.Unmarshal(raw, &pb) != nil || schemas.CheckPostback(&pb) != "" {
+		return
+	}
+	first := schemas.NextClaim(schemas.WantedClaims(&pb), 0)
+	if first == 0 || ctx.Key() != schemas.ClaimKey(&pb, first) {
+		return
+	}
+	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	p.apply(ctx, first, pos, &pb, pos, 0)
+}
+
+// onRequest applies the claim a forwarded postback needs next.
+func (p *Processor) onRequest(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var req schemas.ClaimRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		p.deadLetter(ctx, raw, "decoding claim request: "+err.Error())
+		return
+	}
+	c := schemas.ClaimOfKey(ctx.Key())
+	switch {
+	case req.V < 1 || req.V > schemas.ClaimRequestVersion:
+		p.deadLetter(ctx, raw, fmt.Sprintf("claim request version %d: this processor reads 1 to %d", req.V, schemas.ClaimRequestVersion))
+		return
+	case req.Src.IsZero():
+		p.deadLetter(ctx, raw, "claim request without src")
+		return
+	case schemas.CheckPostback(&req.Postback) != "":
+		p.deadLetter(ctx, raw, "claim request: "+schemas.CheckPostback(&req.Postback))
+		return
+	case c == 0 || ctx.Key() != schemas.ClaimKey(&req.Postback, c):
+		p.deadLetter(ctx, raw, "record key is not the claim key of the postback")
+		return
+	}
+	p.apply(ctx, c, req.Src, &req.Postback, req.PostbackPos, req.Got)
+}
+
+// apply decides claim c (the row's) for pb, once per src: the first
+// postback to ask holds the claim; an expired event id is free again
+// (decided in event time, so a replay decides the same).
+func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src schemas.Position, pb *schemas.Postback, pos schemas.Position, got schemas.Claims) {
+	group := string(Group(p.cfg.Names))
+	row, _ := ctx.Value().(*schemas.ClaimRow)
+	if row == nil {
+		row = &schemas.ClaimRow{V: schemas.ClaimRowVersion}
+	} else if row.Applied.Applied(src) {
+		p.cfg.Metrics.Applied(group, true)
+		return
+	}
+	row.Applied.Advance(src)
+	d := &schemas.ClaimDecision{Postback: *pb, PostbackPos: pos, Got: got | c}
+	switch {
+	case row.Owner == "",
+		c == schemas.ClaimEventID && pb.ReceivedAt.Sub(row.ClaimedAt) >= p.cfg.EventIDRetention:
+		row.Owner, row.Day, row.ClaimedAt = pb.ID, pb.Day, pb.ReceivedAt
+	case row.Owner == pb.ID:
+		// The holder asking again (a second send of the same record by a
+		// producer outside StreamTools): the same answer.
+	default:
+		d.Dup = c
+	}
+	row.V = schemas.ClaimRowVersion
+	row.Last = d
+	ctx.SetValue(row)
+	p.cfg.Metrics.Applied(group, false)
+	if t := pb.ReceivedAt.UnixNano(); t > p.maxReceived.Load() {
+		p.maxReceived.Store(t) // a benign race between partitions: it only moves maintenance
+	}
+}
+
+// maintainMeta is what one maintenance visit decides with.
+type maintainMeta struct {
+	// Cutoff is the event-time clock: min(wall clock, latest ReceivedAt).
+	Cutoff time.Time
+}
+
+// Maintain visits every row of the partitions this instance owns and
+// deletes visitor claims of days over everywhere and event-id claims older
+// than the retention (tombstones in the changelog).
+func (p *Processor) Maintain(ctx context.Context) error {
+	latest := p.maxReceived.Load()
+	if latest == 0 {
+		return nil // nothing applied yet: no clock
+	}
+	cutoff := time.Unix(0, latest)
+	if now := time.Now(); cutoff.After(now) {
+		cutoff = now
+	}
+	if err := p.proc.VisitAll(ctx, visitMaintain, maintainMeta{Cutoff: cutoff}); err != nil {
+		return fmt.Errorf("claims: visiting the table: %w", err)
+	}
+	return nil
+}
+
+func (p *Processor) onMaintain(ctx goka.Context, meta any) {
+	mm, _ := meta.(maintainMeta)
+	row, _ := ctx.Value().(*schemas.ClaimRow)
+	if row == nil || mm.Cutoff.IsZero() {
+		return
+	}
+	switch schemas.ClaimOfKey(ctx.Key()) {
+	case schemas.ClaimVisitor:
+		over, ok := dayOverEverywhere(row.Day)
+		if !ok || over.Add(p.cfg.Grace).Before(mm.Cutoff) {
+			ctx.Delete()
+		}
+	case schemas.ClaimEventID:
+		if row.ClaimedAt.Add(p.cfg.EventIDRetention + p.cfg.Grace).Before(mm.Cutoff) {
+			ctx.Delete()
+		}
+	}
+}
+
+// dayOverEverywhere is when day (YYYY-MM-DD) has ended in every time zone:
+// midnight after it at UTC-12, the last zone to leave a day.
+func dayOverEverywhere(day string) (time.Time, bool) {
+	d, err := time.Parse(schemas.DayLayout, day)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return d.Add(36 * time.Hour), true
+}

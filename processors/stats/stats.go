@@ -1,0 +1,166 @@
+// Package stats is the goka group that keeps the absolute counts of every
+// day row (customer, product, influencer, campaign, day in the customer's
+// time zone), by event type, from the events topic. Its table changelog is
+// what the sink writes to daily_stats and what widgetd sums per influencer
+// and per campaign.
+//
+// A row applies each event once: it keeps, per source of the verdicts
+// processor (lane and partition), the highest position applied
+// (schemas.Watermarks), so a copy emitted again after a restart changes
+// nothing. Row size bound: the identity, one entry per event type, and at
+// most one watermark per source (2 lanes x partitions), whatever the traffic.
+package stats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+
+	"github.com/streamtools/streamtools/processors/internal/gokautil"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Group is the goka group of names.
+func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupStats)) }
+
+// Config configures the stats processor.
+type Config struct {
+	Brokers []string
+	Names   schemas.Names
+	// StateDir is this instance's local table storage, wiped at start.
+	StateDir string
+	Log      *slog.Logger
+	// Replication of the table topic when goka creates it. Default 1.
+	Replication int
+	// Metrics records events applied and dead letters; nil records nothing.
+	Metrics *procmetrics.Metrics
+}
+
+// Validate names the field to fix.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("stats: Brokers is empty: list at least one host:port")
+	case c.StateDir == "":
+		return errors.New("stats: StateDir is empty: set a local directory for the table")
+	}
+	return c.Names.Validate()
+}
+
+// Processor is a running stats group member.
+type Processor struct {
+	cfg  Config
+	proc *goka.Processor
+}
+
+// New builds the processor. The events and dead-letter topics must exist.
+func New(cfg Config) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	p := &Processor{cfg: cfg}
+	n := cfg.Names
+	g := goka.DefineGroup(Group(n),
+		goka.Input(goka.Stream(n.Events()), new(codec.Bytes), p.onEvent),
+		goka.Persist(schemas.StatsCodec),
+		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
+	)
+	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
+	}, cfg.Replication)
+	if err != nil {
+		return nil, err
+	}
+	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
+		return nil, fmt.Errorf("stats: creating the goka processor: %w", err)
+	}
+	return p, nil
+}
+
+// Run processes until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.proc.Run(ctx); err != nil {
+		return fmt.Errorf("stats: running: %w", err)
+	}
+	return nil
+}
+
+// WaitForReady blocks until the table is recovered and input flows.
+func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
+
+func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
+	group := string(Group(p.cfg.Names))
+	p.cfg.Log.Warn("stats: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
+	p.cfg.Metrics.DeadLetter(group)
+}
+
+func (p *Processor) onEvent(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	ev := new(schemas.Event)
+	if err := json.Unmarshal(raw, ev); err != nil {
+		p.deadLetter(ctx, raw, "decoding event: "+err.Error())
+		return
+	}
+	switch {
+	case ev.V < 1 || ev.V > schemas.EventVersion:
+		p.deadLetter(ctx, raw, fmt.Sprintf("event schema version %d: this processor reads 1 to %d", ev.V, schemas.EventVersion))
+		return
+	case ev.Src.IsZero():
+		p.deadLetter(ctx, raw, "event without src (written by an older processor version): replay under a new --generation")
+		return
+	case ctx.Key() != schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day):
+		p.deadLetter(ctx, raw, "record key is not the event's day key (customer/product/influencer/campaign/day)")
+		return
+	case ev.Verdict != schemas.VerdictCounted && ev.Verdict != schemas.VerdictDuplicate:
+		p.deadLetter(ctx, raw, fmt.Sprintf("unknown verdict %q", ev.Verdict))
+		return
+	}
+	group := string(Group(p.cfg.Names))
+	row, _ := ctx.Value().(*schemas.Stats)
+	if row == nil {
+		row = &schemas.Stats{CustomerCode: ev.CustomerCode, Product: ev.Product, InfluencerID: ev.InfluencerID, Campaign: ev.Campaign, Day: ev.Day}
+	} else if row.Applied.Applied(ev.Src) {
+		p.cfg.Metrics.Applied(group, true)
+		return // a copy or a redelivery: applied already
+	}
+	row.V = schemas.StatsVersion
+	Apply(row, ev)
+	ctx.SetValue(row)
+	p.cfg.Metrics.Applied(group, false)
+}
+
+// Apply adds ev to row's absolute counts and raises its watermark. The
+// caller checks the replay guard (row.Applied.Applied(ev.Src)).
+func Apply(row *schemas.Stats, ev *schemas.Event) {
+	if row.ByType == nil {
+		row.ByType = map[string]schemas.Counts{}
+	}
+	c := row.ByType[ev.EventType]
+	if ev.Verdict == schemas.VerdictCounted {
+		c.Counted++
+		row.Total++
+	} else {
+		if c.Duplicates == nil {
+			c.Duplicates = map[string]int64{}
+		}
+		c.Duplicates[ev.Reason]++
+	}
+	row.ByType[ev.EventType] = c
+	row.Applied.Advance(ev.Src)
+	// Event time, not wall clock: a replay rebuilds the same rows. Never
+	// backwards: events of one row arrive in no particular time order, and
+	// readers (the sink) ignore a row whose updated_at goes back.
+	if ev.ReceivedAt.After(row.UpdatedAt) {
+		row.UpdatedAt = ev.ReceivedAt
+	}
+}

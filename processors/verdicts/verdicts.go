@@ -1,0 +1,186 @@
+// Package verdicts is the stateless goka group that moves postbacks between
+// claims and emits every postback's verdict to the events topic.
+//
+// Inputs: the postbacks topic, and the changelog of the claims table (the
+// log of claim decisions). For each input it emits at most one record:
+//   - a postback that needs no claim: its event, counted;
+//   - a postback keyed by something other than its first claim (an older or
+//     outside producer): a claim request to that claim;
+//   - a claim decision: the event (a duplicate, or counted when no claim is
+//     left), or a claim request to the next claim.
+//
+// Every emitted record carries the position of the input it came from
+// (schemas.Position). After a restart the group reads its inputs again from
+// the last committed offset and emits the same records with the same
+// positions; the claims and stats rows apply each position once. It holds
+// no table: nothing here grows with traffic.
+package verdicts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+
+	"github.com/streamtools/streamtools/processors/internal/gokautil"
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
+	"github.com/streamtools/streamtools/schemas"
+)
+
+// Group is the goka group of names.
+func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupVerdicts)) }
+
+// Config configures the verdicts processor.
+type Config struct {
+	Brokers []string
+	Names   schemas.Names
+	// StateDir is local storage for goka (the group has no table, but goka
+	// wants a directory); wiped at start.
+	StateDir string
+	Log      *slog.Logger
+	// Replication of topics goka creates. Default 1.
+	Replication int
+	// Metrics records verdicts and dead letters; nil records nothing.
+	Metrics *procmetrics.Metrics
+}
+
+// Validate names the field to fix.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("verdicts: Brokers is empty: list at least one host:port")
+	case c.StateDir == "":
+		return errors.New("verdicts: StateDir is empty: set a local directory")
+	}
+	return c.Names.Validate()
+}
+
+// Processor is a running verdicts group member.
+type Processor struct {
+	cfg  Config
+	proc *goka.Processor
+}
+
+// New builds the processor. Its input and output topics must exist
+// (processors.TopicSpecs).
+func New(cfg Config) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	p := &Processor{cfg: cfg}
+	n := cfg.Names
+	g := goka.DefineGroup(Group(n),
+		goka.Input(goka.Stream(n.Postbacks()), new(codec.Bytes), p.onPostback),
+		goka.Input(goka.Stream(n.ClaimsTable()), new(codec.Bytes), p.onDecision),
+		goka.Output(goka.Stream(n.Claims()), new(codec.Bytes)),
+		goka.Output(goka.Stream(n.Events()), new(codec.Bytes)),
+		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
+	)
+	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
+	}, cfg.Replication)
+	if err != nil {
+		return nil, err
+	}
+	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
+		return nil, fmt.Errorf("verdicts: creating the goka processor: %w", err)
+	}
+	return p, nil
+}
+
+// Run processes until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.proc.Run(ctx); err != nil {
+		return fmt.Errorf("verdicts: running: %w", err)
+	}
+	return nil
+}
+
+// WaitForReady blocks until input flows.
+func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
+
+func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
+	group := string(Group(p.cfg.Names))
+	p.cfg.Log.Warn("verdicts: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
+	p.cfg.Metrics.DeadLetter(group)
+}
+
+func (p *Processor) onPostback(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var pb schemas.Postback
+	if err := json.Unmarshal(raw, &pb); err != nil {
+		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
+		return
+	}
+	if reason := schemas.CheckPostback(&pb); reason != "" {
+		p.deadLetter(ctx, raw, reason)
+		return
+	}
+	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	src := schemas.Position{Lane: schemas.LaneRouted, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	first := schemas.NextClaim(schemas.WantedClaims(&pb), 0)
+	switch {
+	case first == 0:
+		p.emitEvent(ctx, &pb, pos, src, 0)
+	case ctx.Key() == schemas.ClaimKey(&pb, first):
+		// The claims processor reads it where it is.
+	default:
+		p.forward(ctx, first, &pb, pos, src, 0)
+	}
+}
+
+// onDecision reads one record of the claims table's changelog: one applied
+// claim input. Tombstones (maintenance deletes) carry no decision.
+func (p *Processor) onDecision(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	if len(raw) == 0 {
+		return
+	}
+	var row schemas.ClaimRow
+	if err := json.Unmarshal(raw, &row); err != nil {
+		p.deadLetter(ctx, raw, "decoding claim row: "+err.Error())
+		return
+	}
+	if row.V > schemas.ClaimRowVersion {
+		p.deadLetter(ctx, raw, fmt.Sprintf("claim row version %d is newer than this processor's %d: upgrade the processor", row.V, schemas.ClaimRowVersion))
+		return
+	}
+	d := row.Last
+	if d == nil {
+		return
+	}
+	src := schemas.Position{Lane: schemas.LaneClaims, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	if d.Dup == 0 {
+		if next := schemas.NextClaim(schemas.WantedClaims(&d.Postback), d.Got); next != 0 {
+			p.forward(ctx, next, &d.Postback, d.PostbackPos, src, d.Got)
+			return
+		}
+	}
+	p.emitEvent(ctx, &d.Postback, d.PostbackPos, src, d.Dup)
+}
+
+func (p *Processor) forward(ctx goka.Context, c schemas.Claims, pb *schemas.Postback, pos, src schemas.Position, got schemas.Claims) {
+	b, err := json.Marshal(&schemas.ClaimRequest{V: schemas.ClaimRequestVersion, Src: src, Got: got, Postback: *pb, PostbackPos: pos})
+	if err != nil {
+		ctx.Fail(fmt.Errorf("verdicts: encoding a claim request: %w", err))
+	}
+	ctx.Emit(goka.Stream(p.cfg.Names.Claims()), schemas.ClaimKey(pb, c), b)
+}
+
+func (p *Processor) emitEvent(ctx goka.Context, pb *schemas.Postback, pos, src schemas.Position, dup schemas.Claims) {
+	ev := schemas.NewEvent(pb, pos, src, dup)
+	b, err := json.Marshal(&ev)
+	if err != nil {
+		ctx.Fail(fmt.Errorf("verdicts: encoding an event: %w", err))
+	}
+	ctx.Emit(goka.Stream(p.cfg.Names.Events()), schemas.PostbackDayKey(pb), b)
+	p.cfg.Metrics.Verdict(ev.Verdict, ev.Reason, ev.ReceivedAt)
+}
