@@ -170,7 +170,9 @@ func TestBrowserLoginFilterScreenshot(t *testing.T) {
 
 	camp := sumOf(events, func(e ev) bool { return e.Campaign == "summer_launch" })
 	step("filtering on a campaign by clicking it",
-		chromedp.Click(chromedp.CSS(`section[data-view=campaigns] a[title="Filter on summer_launch"]`)),
+		// Clicked from the page: the section re-renders when its data
+		// arrives, and a node found before that goes stale.
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector('section[data-view=campaigns] a[title="Filter on summer_launch"]'); if (!a) return false; a.click(); return true })()`),
 		waitCounted(camp.counted),
 		chromedp.Poll[chromedp.Void](`location.search.includes('campaign=summer_launch') && document.querySelector('#f-campaign').value === 'summer_launch'`),
 	)

@@ -525,10 +525,12 @@ func (s *Server) wsServe(c *websocket.Conn) {
 			if snapshot {
 				prefix, typ = prefixSnapshot, "snapshot"
 			}
+			// Counted before the write: a client that reads the message
+			// and then the metrics sees it counted.
+			s.metrics.messages.WithLabelValues(typ).Inc()
 			if err := s.write(ws, prefix, body[1:]); err != nil {
 				return
 			}
-			s.metrics.messages.WithLabelValues(typ).Inc()
 		case now := <-ticker.C:
 			dl := now.Add(s.cfg.WriteTimeout)
 			if err := ws.WriteControl(fws.PingMessage, nil, dl); err != nil {
