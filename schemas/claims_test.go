@@ -79,3 +79,17 @@ func TestWatermarks(t *testing.T) {
 		t.Fatalf("position JSON %s -> %v", pb, p)
 	}
 }
+
+// TestWatermarksJSONErrors: malformed guards are refused, not guessed.
+func TestWatermarksJSONErrors(t *testing.T) {
+	for _, in := range []string{`[]`, `{"c3"}`, `{"c3":x}`, `{"c":1}`, `{c3:1}`, `{"c3":1,}x`, `"c3"`} {
+		var w Watermarks
+		if err := json.Unmarshal([]byte(in), &w); err == nil {
+			t.Errorf("%s: decoded as %v, want an error", in, w)
+		}
+	}
+	var w Watermarks
+	if err := json.Unmarshal([]byte(` { "p0" : 5 , "c12":7 } `), &w); err != nil || len(w) != 2 || !w.Applied(Position{Lane: 'c', Partition: 12, Offset: 7}) {
+		t.Fatalf("spaces: %v %v", w, err)
+	}
+}

@@ -1,8 +1,9 @@
 package schemas
 
 import (
-	"encoding/json"
 	"fmt"
+
+	json "github.com/goccy/go-json"
 )
 
 // Codec is a JSON codec for one record type. It satisfies goka.Codec:

@@ -133,19 +133,52 @@ func (w Watermarks) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// UnmarshalJSON reads the object form.
+// UnmarshalJSON reads the object form. It parses by hand: the stats
+// processor decodes a row, watermarks included, for every event.
 func (w *Watermarks) UnmarshalJSON(b []byte) error {
-	var m map[string]int64
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("schemas: watermarks: %w", err)
+	bad := func() error {
+		return fmt.Errorf("schemas: watermarks %q: want an object of lane+partition -> offset", b)
 	}
-	out := make(Watermarks, 0, len(m))
-	for k, off := range m {
-		p, err := ParsePosition(k + ":" + strconv.FormatInt(off, 10))
-		if err != nil {
-			return err
+	s := strings.TrimSpace(string(b))
+	if s == "null" {
+		*w = nil
+		return nil
+	}
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return bad()
+	}
+	s = strings.TrimSpace(s[1 : len(s)-1])
+	out := make(Watermarks, 0, strings.Count(s, ":"))
+	for s != "" {
+		if s[0] != '"' {
+			return bad()
 		}
-		out.Advance(p)
+		end := strings.IndexByte(s[1:], '"')
+		if end < 0 {
+			return bad()
+		}
+		src := s[1 : 1+end]
+		s = strings.TrimSpace(s[2+end:])
+		if s == "" || s[0] != ':' {
+			return bad()
+		}
+		s = strings.TrimSpace(s[1:])
+		n := strings.IndexByte(s, ',')
+		num := s
+		if n >= 0 {
+			num, s = s[:n], strings.TrimSpace(s[n+1:])
+		} else {
+			s = ""
+		}
+		if len(src) < 2 {
+			return bad()
+		}
+		part, err1 := strconv.ParseInt(src[1:], 10, 32)
+		off, err2 := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err1 != nil || err2 != nil {
+			return bad()
+		}
+		out.Advance(Position{Lane: src[0], Partition: int32(part), Offset: off})
 	}
 	*w = out
 	return nil

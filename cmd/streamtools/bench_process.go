@@ -17,12 +17,14 @@ import (
 func init() {
 	registerBench(&cli.Command{
 		Name:  "process",
-		Usage: "processors throughput (pre-filled postbacks until every stats table holds every event) against a bare franz-go consumer, and produce -> table latency at a fixed rate",
-		Description: "Starts kfake on a random loopback port, pre-fills the postbacks topic, reads it with a bare\n" +
-			"franz-go consumer (best of two), then runs the four goka groups until the three stats tables\n" +
-			"hold every event, and prints both figures and their ratio (goal >= 0.4). Then produces at\n" +
-			"--rate and prints p50/p99 of postback produced -> stats row visible to a changelog reader\n" +
-			"(goal p99 <= 10 ms).",
+		Usage: "processors throughput on a backlog (1,000 influencers, then one hot influencer) against a bare franz-go consumer; records, bytes and RSS per postback; produce -> stats row latency at a fixed rate",
+		Description: "Starts kfake on a random loopback port, pre-fills the postbacks topic (--events postbacks over\n" +
+			"--keys influencers, then the same mix to one influencer), reads it with a bare franz-go consumer\n" +
+			"(best of two), then runs the processors until the stats table holds every postback, and prints\n" +
+			"both rates and their ratio (goal >= 0.15), the hot/uniform ratio (goal >= 0.8), the records and\n" +
+			"bytes the broker holds per postback (goal <= 2 KiB) and the peak RSS. Then produces at --rate and\n" +
+			"prints p50/p99 of postback produced -> stats row visible to a changelog reader (goal p99 <= 10 ms).\n" +
+			"See docs/processors.md.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "events", Value: 100_000, Usage: "pre-filled postbacks"},
 			&cli.IntFlag{Name: "keys", Value: 1000, Usage: "influencer keys"},
@@ -51,12 +53,18 @@ func init() {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("\nbare franz-go consumer (decode JSON):        %9.0f postbacks/s\n", r.BaselineRate)
-			fmt.Printf("processors, start -> every table complete:  %9.0f postbacks/s  ratio %.2f (includes group join)\n", r.PipeRate, r.Ratio)
-			fmt.Printf("processors, first table change -> complete: %9.0f postbacks/s  ratio %.2f (goal >= 0.4)\n", r.SteadyRate, r.RatioSteady)
+			for _, sc := range []processbench.Scenario{r.Uniform, r.Hot} {
+				fmt.Printf("\n%s backlog of %d postbacks:\n", sc.Name, sc.Events)
+				fmt.Printf("  bare franz-go consumer, encoding/json: %9.0f postbacks/s\n", sc.BaselineRate)
+				fmt.Printf("  bare franz-go consumer, go-json:       %9.0f postbacks/s\n", sc.BaselineFastRate)
+				fmt.Printf("  processors, first row -> complete:     %9.0f postbacks/s  ratio %.3f (goal >= 0.15); %.3f vs go-json\n", sc.SteadyRate, sc.Ratio, sc.RatioFast)
+				fmt.Printf("  broker holds per postback:             %9.2f records, %.0f bytes (goal <= 2048)\n", sc.RecordsPerPostback, sc.BytesPerPostback)
+				fmt.Printf("  peak RSS (broker + processors):        %9d MiB\n", sc.PeakRSS>>20)
+			}
+			fmt.Printf("\nhot vs uniform, same run: %.2f (goal >= 0.8)\n", r.Hot.SteadyRate/r.Uniform.SteadyRate)
 			fmt.Printf("latency postback produced -> stats row visible at %d/s: p50 %v  p99 %v  max %v  (%d samples; goal p99 <= 10ms)\n",
 				cmd.Int("rate"), r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond), r.LatencySamples)
-			fmt.Printf("  of which produced -> event with its verdict visible (anticheat): p50 %v  p99 %v\n",
+			fmt.Printf("  of which produced -> event with its verdict visible: p50 %v  p99 %v\n",
 				r.EventP50.Round(10*time.Microsecond), r.EventP99.Round(10*time.Microsecond))
 			if loadBefore != "" {
 				fmt.Printf("machine: %d CPUs, load average (1 5 15 min) %s before, %s after\n", runtime.NumCPU(), loadBefore, loadAverage())

@@ -20,13 +20,13 @@ package claims
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
@@ -150,17 +150,26 @@ func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
 	p.cfg.Metrics.DeadLetter(group)
 }
 
-// onPostback applies the first claim of a postback keyed by it. Every other
-// record (no claim, keyed otherwise, or invalid) is the verdicts
-// processor's to route or dead-letter.
+// onPostback applies the first claim of a postback keyed by a claim. A
+// record keyed otherwise is the verdicts processor's to route or
+// dead-letter; this one never decodes it.
 func (p *Processor) onPostback(ctx goka.Context, msg any) {
+	if schemas.ClaimOfKey(ctx.Key()) == 0 {
+		return
+	}
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
-	if json.Unmarshal(raw, &pb) != nil || schemas.CheckPostback(&pb) != "" {
+	if err := json.Unmarshal(raw, &pb); err != nil {
+		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
+		return
+	}
+	if reason := schemas.CheckPostback(&pb); reason != "" {
+		p.deadLetter(ctx, raw, reason)
 		return
 	}
 	first := schemas.NextClaim(schemas.WantedClaims(&pb), 0)
 	if first == 0 || ctx.Key() != schemas.ClaimKey(&pb, first) {
+		p.deadLetter(ctx, raw, "record key is a claim key but not the postback's first claim: key postbacks with schemas.PostbackKey, or by customer/product/influencer")
 		return
 	}
 	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}

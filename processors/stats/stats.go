@@ -13,11 +13,11 @@ package stats
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 
+	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
@@ -71,7 +71,7 @@ func New(cfg Config) (*Processor, error) {
 	n := cfg.Names
 	g := goka.DefineGroup(Group(n),
 		goka.Input(goka.Stream(n.Events()), new(codec.Bytes), p.onEvent),
-		goka.Persist(schemas.StatsCodec),
+		goka.Persist(newRowCodec()),
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 	)
 	opts, err := gokautil.ProcessorOptions(gokautil.Options{

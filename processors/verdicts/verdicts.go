@@ -4,8 +4,9 @@
 // Inputs: the postbacks topic, and the changelog of the claims table (the
 // log of claim decisions). For each input it emits at most one record:
 //   - a postback that needs no claim: its event, counted;
-//   - a postback keyed by something other than its first claim (an older or
-//     outside producer): a claim request to that claim;
+//   - a postback that needs a claim but is not keyed by one (an older or
+//     outside producer keyed it by influencer): a claim request to its
+//     first claim (postbacks keyed by a claim are the claims processor's);
 //   - a claim decision: the event (a duplicate, or counted when no claim is
 //     left), or a claim request to the next claim.
 //
@@ -18,11 +19,11 @@ package verdicts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 
+	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
@@ -113,7 +114,12 @@ func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
 	p.cfg.Metrics.DeadLetter(group)
 }
 
+// onPostback routes a postback keyed by anything but a claim (those are the
+// claims processor's, which reads them where they are).
 func (p *Processor) onPostback(ctx goka.Context, msg any) {
+	if schemas.ClaimOfKey(ctx.Key()) != 0 {
+		return
+	}
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
 	if err := json.Unmarshal(raw, &pb); err != nil {
@@ -127,14 +133,11 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
 	src := schemas.Position{Lane: schemas.LaneRouted, Partition: ctx.Partition(), Offset: ctx.Offset()}
 	first := schemas.NextClaim(schemas.WantedClaims(&pb), 0)
-	switch {
-	case first == 0:
+	if first == 0 {
 		p.emitEvent(ctx, &pb, pos, src, 0)
-	case ctx.Key() == schemas.ClaimKey(&pb, first):
-		// The claims processor reads it where it is.
-	default:
-		p.forward(ctx, first, &pb, pos, src, 0)
+		return
 	}
+	p.forward(ctx, first, &pb, pos, src, 0)
 }
 
 // onDecision reads one record of the claims table's changelog: one applied
