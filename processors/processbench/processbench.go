@@ -45,14 +45,14 @@ type Options struct {
 
 // Scenario is the throughput of one backlog shape.
 type Scenario struct {
-	Name         string
-	Events       int
+	Name   string
+	Events int
 	// Baseline: a bare consumer decoding each postback with encoding/json,
 	// the baseline the goals were set against; BaselineFast decodes with
 	// go-json, as the processors do. Best of two each.
-	Baseline, BaselineFast time.Duration
-	Pipeline     time.Duration // processors start -> stats table complete
-	FromFirst    time.Duration // first stats row -> complete
+	Baseline, BaselineFast         time.Duration
+	Pipeline                       time.Duration // processors start -> stats table complete
+	FromFirst                      time.Duration // first stats row -> complete
 	BaselineRate, BaselineFastRate float64
 	SteadyRate                     float64 // Events / FromFirst
 	Ratio, RatioFast               float64 // SteadyRate / BaselineRate, / BaselineFastRate
