@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,9 +24,11 @@ func newRegistry() *prometheus.Registry {
 }
 
 // serveMetrics serves reg at http://addr/metrics for the components without
-// an HTTP server of their own (process, sink). An empty addr serves nothing.
-// The returned stop shuts the listener down; it is safe to defer.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// an HTTP server of their own (process, sink), and, when ready is not nil,
+// /readyz: 200 {"status":"ready"} or 503 {"status":"not ready"}. An empty
+// addr serves nothing. The returned stop shuts the listener down; it is
+// safe to defer.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger, ready func() bool) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -35,6 +38,17 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if ready != nil {
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if !ready() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"status":"not ready"}`+"\n")
+				return
+			}
+			io.WriteString(w, `{"status":"ready"}`+"\n")
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

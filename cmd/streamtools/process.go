@@ -19,21 +19,22 @@ var processFlags = []cli.Flag{
 	&cli.DurationFlag{Name: "event-id-retention", Value: 7 * 24 * time.Hour, Sources: env("event-id-retention"),
 		Usage: "how long a sender's event_id stays a duplicate key (at least 1h)"},
 	&cli.DurationFlag{Name: "maintain-every", Value: time.Hour, Sources: env("maintain-every"),
-		Usage: "period of the anti-cheat maintenance that deletes past days' visitor claims and expired event ids"},
+		Usage: "period of the claims maintenance that deletes past days' visitor claims and expired event ids"},
 	&cli.IntFlag{Name: "replication", Value: 1, Sources: env("replication"),
-		Usage: "replication factor of the table and loop topics goka creates (1 on a single broker; 3 on a production cluster)"},
+		Usage: "replication factor of topics goka creates (1 on a single broker; 3 on a production cluster)"},
 	&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9102", Sources: env("metrics-listen"),
-		Usage: "host:port serving Prometheus /metrics (streamtools_processor_postbacks_total, ..._dead_letters_total, ..._verdict_lag_seconds, ...); empty disables it"},
+		Usage: "host:port serving Prometheus /metrics (streamtools_processor_postbacks_total, ..._ready, ...) and /readyz (503 while starting or while the broker does not answer); empty disables it"},
 }
 
 func init() {
 	register(&cli.Command{
 		Name:  "process",
-		Usage: "run the goka processors: anti-cheat verdicts and the stats tables per influencer, campaign and day",
+		Usage: "run the goka processors: claims (anti-cheat, event ids), verdicts and the stats table per day row",
 		Description: "Reads the postbacks topic, gives every postback a verdict (counted, duplicate_visitor,\n" +
-			"duplicate_event_id) into the events topics, and keeps exact absolute counts in the stats tables.\n" +
-			"Run any number of instances: they share the partitions through goka's consumer groups.\n" +
-			"Bump --generation to rebuild every table from the start of postbacks. See the README (Verdicts and exact counts).",
+			"duplicate_event_id) into the events topic, and keeps exact absolute counts in the stats table.\n" +
+			"Run any number of instances: they share the partitions through goka's consumer groups. A broker\n" +
+			"outage stalls them (not ready) and they resume on their own. Bump --generation to rebuild every\n" +
+			"table from the start of postbacks. See docs/processors.md.",
 		Flags:  append(append(append([]cli.Flag{}, processFlags...), kafkaFlags()...), logFlags()...),
 		Action: runProcess,
 	})
@@ -70,7 +71,7 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return fmt.Errorf("starting the processors (is Kafka at --brokers %s?): %w", cmd.String("brokers"), err)
 	}
-	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log)
+	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log, p.Ready)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func runSink(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log)
+	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log, nil)
 	if err != nil {
 		return err
 	}
