@@ -88,7 +88,7 @@ func (n Names) AccessKeys() string { return n.Prefix + "access-keys" }
 func (n Names) Salts() string { return n.Prefix + "salts" }
 
 // Group returns the name of a processor group of this generation, e.g.
-// "streamtools.anticheat.g1".
+// "streamtools.claims.g1".
 func (n Names) Group(name string) string {
 	return fmt.Sprintf("%s%s.g%d", n.Prefix, name, n.Generation)
 }
