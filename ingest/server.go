@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/streamtools/streamtools/internal/kafkautil"
@@ -269,6 +271,15 @@ func (s *Server) newApp() *fiber.App {
 		// Keys are case-sensitive.
 		CaseSensitive: true,
 	})
+	// What fasthttp refuses before any handler runs (a malformed request
+	// line, header or chunked body; headers or body too large; a read
+	// timeout) is answered by refuseMalformed, not by Fiber's wrapper,
+	// which passes fasthttp's error text on; that text quotes the request,
+	// access key included. SecureErrorLogMessage keeps most of the request
+	// out of the error itself as well.
+	srv := app.Server()
+	srv.SecureErrorLogMessage = true
+	srv.ErrorHandler = s.refuseMalformed
 	app.Use(recover.New())
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok\n") })
 	app.Get("/readyz", s.readyz)
@@ -401,8 +412,9 @@ var jsonType = []byte("application/json")
 // of a deleted customer.
 var unauthorizedBody = []byte(`{"error":"unknown or revoked access key: check the key in the URL, or create one with streamtools keys create","field":"access_key"}`)
 
-// errorHandler answers errors raised outside the handlers (body too large,
-// header too large, timeouts, panics) in the same JSON shape.
+// errorHandler answers errors returned by Fiber or the handlers (panics
+// included) in the same JSON shape. Like refuseMalformed, it never passes an
+// error's text on: it may quote the request.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	code := fiber.StatusInternalServerError
 	var fe *fiber.Error
@@ -410,10 +422,6 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		code = fe.Code
 	}
 	switch code {
-	case fiber.StatusRequestEntityTooLarge:
-		return s.sendError(c, "other", code, "body", fmt.Sprintf("the body is larger than %d bytes: send smaller postbacks or split the batch", s.cfg.BatchBodyLimit))
-	case fiber.StatusRequestHeaderFieldsTooLarge:
-		return s.sendError(c, "other", code, "headers", "the request headers are too large")
 	case fiber.StatusInternalServerError:
 		s.log.Error("internal error", "path", redactPath(c.Path()), "err", err)
 		return s.sendError(c, "other", code, "", "internal error")
@@ -422,11 +430,74 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	case fiber.StatusMethodNotAllowed:
 		return s.sendError(c, "other", code, "", "method not allowed: send POST or GET /{access_key}, or POST /{access_key}/batch")
 	}
-	msg := "bad request"
-	if fe != nil {
-		msg = strings.ToLower(fe.Message)
+	field, msg := s.refusal(code, err)
+	return s.sendError(c, "other", code, field, msg)
+}
+
+// refuseMalformed is fasthttp's ErrorHandler: it answers a request fasthttp
+// could not read (see refusal). fasthttp closes the connection afterwards.
+func (s *Server) refuseMalformed(ctx *fasthttp.RequestCtx, err error) {
+	code := fiber.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		code = fiber.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code = fiber.StatusRequestEntityTooLarge
+	case errors.As(err, &ne) && ne.Timeout(), strings.Contains(err.Error(), "timeout"):
+		code = fiber.StatusRequestTimeout
 	}
-	return s.sendError(c, "other", code, "", msg)
+	field, msg := s.refusal(code, err)
+	// Not the error: its text may quote the request.
+	s.log.Debug("refused a request that is not valid HTTP/1.1", "status", code, "field", field)
+	s.writeRefusal(ctx, code, field, msg)
+}
+
+// refusal gives the field and message of a refused request. The message is
+// fixed text: the error only chooses among them, by fasthttp's own wording,
+// and is never quoted.
+func (s *Server) refusal(code int, err error) (field, msg string) {
+	switch code {
+	case fiber.StatusRequestEntityTooLarge:
+		return "body", fmt.Sprintf("the body is larger than %d bytes: send smaller postbacks or split the batch", s.cfg.BatchBodyLimit)
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return "headers", "the request headers are too large: keep the request line and headers under 4 KiB"
+	case fiber.StatusRequestTimeout:
+		return "", fmt.Sprintf("the request was not received within %v: send it whole, without pauses", s.cfg.ReadTimeout)
+	case fiber.StatusBadRequest:
+	default:
+		return "", strings.ToLower(http.StatusText(code))
+	}
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	switch {
+	case strings.Contains(text, "Content-Length"):
+		return "content-length", "the Content-Length header is not valid: send one Content-Length, the body's size in decimal bytes"
+	case strings.Contains(text, "Transfer-Encoding"):
+		return "transfer-encoding", "unsupported Transfer-Encoding: send Transfer-Encoding: chunked, or a Content-Length"
+	case strings.Contains(text, "header key"), strings.Contains(text, "header name"):
+		return "headers", "a header name is not valid: header names are tokens, with no space before the colon"
+	case strings.Contains(text, "request headers"):
+		return "request", "the request line or headers are not valid HTTP/1.1: send METHOD /path HTTP/1.1, then Name: value headers"
+	case text != "":
+		return "body", "the body could not be read: send exactly Content-Length bytes, or a valid chunked body"
+	}
+	return "", "bad request"
+}
+
+// writeRefusal writes a JSON error outside Fiber and closes the connection
+// after it.
+func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, code int, field, msg string) {
+	b, _ := json.Marshal(errorBody{Error: msg, Field: field}) // a struct of strings always marshals
+	s.metrics.request("other", code)
+	ctx.Response.Reset()
+	ctx.Response.Header.SetContentTypeBytes(jsonType)
+	ctx.SetStatusCode(code)
+	ctx.SetBody(b)
+	ctx.SetConnectionClose()
 }
 
 // redactPath replaces the access key of a path with "{key}".
