@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamtools/streamtools/internal/kafkatest"
 )
 
 // rawExchange writes req on a new TCP connection to addr, reads one answer,
@@ -113,5 +115,59 @@ func TestLowLevelErrorsEchoNothing(t *testing.T) {
 				t.Error("the connection stayed open after a malformed request")
 			}
 		})
+	}
+}
+
+// TestSmuggling: a request with both Content-Length and Transfer-Encoding
+// is refused with 400 naming the header, the connection is closed, and the
+// request hidden in its body (as a front proxy reading Content-Length would
+// not see it) is never answered nor produced.
+func TestSmuggling(t *testing.T) {
+	e := startEdge(t, nil)
+	hidden := "GET /" + testKey + "?influencer_id=smuggled&product=product HTTP/1.1\r\nHost: x\r\n\r\n"
+	chunked := "0\r\n\r\n"
+	tests := []struct{ name, req string }{
+		{"CL.TE: Content-Length first", "POST /" + testKey + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + hidden},
+		{"TE.CL: Transfer-Encoding first", "POST /" + testKey + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + chunked + hidden},
+		{"odd case and tab", "POST /" + testKey + " HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 5\r\ntransfer-encoding: Chunked\r\n\r\n" + chunked + hidden},
+		{"Transfer-Encoding: identity", "POST /" + testKey + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}" + hidden},
+		{"GET with both", "GET /" + testKey + "?influencer_id=a&product=product HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + hidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body, rest, closed := rawExchange(t, e.Addr(), tt.req, 2*time.Second)
+			if resp.StatusCode != 400 {
+				t.Fatalf("status %d %q, want 400", resp.StatusCode, body)
+			}
+			var m errorBody
+			if err := json.Unmarshal(body, &m); err != nil || m.Error == "" {
+				t.Fatalf("body %q is not a JSON error: %v", body, err)
+			}
+			if m.Field != "transfer-encoding" || !strings.Contains(m.Error, "Transfer-Encoding") {
+				t.Errorf("error %+v does not name the Transfer-Encoding header", m)
+			}
+			if len(rest) > 0 {
+				t.Errorf("the hidden request was answered: %q", rest)
+			}
+			if !closed {
+				t.Error("the connection stayed open")
+			}
+		})
+	}
+	// A plain chunked request still works.
+	resp, body, _, _ := rawExchange(t, e.Addr(), "POST /"+testKey+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"+
+		"2f\r\n{\"influencer_id\":\"chunked\",\"product\":\"product\"}\r\n0\r\n\r\n", time.Second)
+	if resp.StatusCode != 202 {
+		// The chunk size above must match the JSON: fail loudly if not.
+		t.Fatalf("plain chunked request: %d %s", resp.StatusCode, body)
+	}
+	recs := kafkatest.ReadAll(t, e.b.Addr(), e.names.Postbacks(), 2, 3*time.Second)
+	if len(recs) != 1 {
+		t.Errorf("%d records in the topic, want 1 (the plain chunked request)", len(recs))
+	}
+	for _, r := range recs {
+		if strings.Contains(string(r.Value), "smuggled") {
+			t.Errorf("the hidden request was produced: %s", r.Value)
+		}
 	}
 }

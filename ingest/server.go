@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -280,6 +281,16 @@ func (s *Server) newApp() *fiber.App {
 	srv := app.Server()
 	srv.SecureErrorLogMessage = true
 	srv.ErrorHandler = s.refuseMalformed
+	// Framing is checked ahead of Fiber's router, for every path.
+	route := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if ambiguousFraming(&ctx.Request.Header) {
+			s.writeRefusal(ctx, fiber.StatusBadRequest, "transfer-encoding",
+				"the request has both Content-Length and Transfer-Encoding headers: send one of them (RFC 9112, section 6.1)")
+			return
+		}
+		route(ctx)
+	}
 	app.Use(recover.New())
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok\n") })
 	app.Get("/readyz", s.readyz)
@@ -498,6 +509,37 @@ func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, code int, field, msg str
 	ctx.SetStatusCode(code)
 	ctx.SetBody(b)
 	ctx.SetConnectionClose()
+}
+
+// ambiguousFraming reports a request with both Content-Length and
+// Transfer-Encoding headers. fasthttp reads such a body as chunked; a proxy
+// in front that reads it by Content-Length would see a different request
+// boundary, and bytes one of them takes for a body the other takes for the
+// next request (request smuggling). RFC 9112 (6.1) lets a server refuse it
+// and requires closing the connection after it. fasthttp keeps no trace of
+// a Content-Length it overrode, nor of an identity Transfer-Encoding: the
+// raw headers are read, a few lines per request.
+func ambiguousFraming(h *fasthttp.RequestHeader) bool {
+	raw := h.RawHeaders()
+	var cl, te bool
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		switch line[0] | 0x20 {
+		case 'c':
+			cl = cl || hasPrefixFold(line, "content-length:")
+		case 't':
+			te = te || hasPrefixFold(line, "transfer-encoding:")
+		}
+	}
+	return cl && te
 }
 
 // redactPath replaces the access key of a path with "{key}".
