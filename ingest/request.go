@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/streamtools/streamtools/schemas"
@@ -60,21 +61,27 @@ type field struct {
 	name     string
 	max      int
 	required bool
-	ptr      func(*Request) *string
+	// shown: the value is stored and displayed (dashboard, widget URL,
+	// exports), so it may not hold bidirectional formatting characters.
+	// user_agent is only hashed into the fingerprint, and the visitor's
+	// browser, not the sender, chooses it: a stray one must not cost the
+	// brand its postback.
+	shown bool
+	ptr   func(*Request) *string
 }
 
 var fields = [...]field{
-	{"influencer_id", MaxInfluencerID, true, func(r *Request) *string { return &r.InfluencerID }},
-	{"product", MaxProduct, true, func(r *Request) *string { return &r.Product }},
-	{"event_type", MaxEventType, false, func(r *Request) *string { return &r.EventType }},
-	{"event_name", MaxEventName, false, func(r *Request) *string { return &r.EventName }},
-	{"campaign", MaxCampaign, false, func(r *Request) *string { return &r.Campaign }},
-	{"medium", MaxMedium, false, func(r *Request) *string { return &r.Medium }},
-	{"source", MaxSource, false, func(r *Request) *string { return &r.Source }},
-	{"ip", MaxIP, false, func(r *Request) *string { return &r.IP }},
-	{"country", 2, false, func(r *Request) *string { return &r.Country }},
-	{"user_agent", MaxUserAgent, false, func(r *Request) *string { return &r.UserAgent }},
-	{"event_id", MaxEventID, false, func(r *Request) *string { return &r.EventID }},
+	{"influencer_id", MaxInfluencerID, true, true, func(r *Request) *string { return &r.InfluencerID }},
+	{"product", MaxProduct, true, true, func(r *Request) *string { return &r.Product }},
+	{"event_type", MaxEventType, false, true, func(r *Request) *string { return &r.EventType }},
+	{"event_name", MaxEventName, false, true, func(r *Request) *string { return &r.EventName }},
+	{"campaign", MaxCampaign, false, true, func(r *Request) *string { return &r.Campaign }},
+	{"medium", MaxMedium, false, true, func(r *Request) *string { return &r.Medium }},
+	{"source", MaxSource, false, true, func(r *Request) *string { return &r.Source }},
+	{"ip", MaxIP, false, false, func(r *Request) *string { return &r.IP }},
+	{"country", 2, false, true, func(r *Request) *string { return &r.Country }},
+	{"user_agent", MaxUserAgent, false, false, func(r *Request) *string { return &r.UserAgent }},
+	{"event_id", MaxEventID, false, true, func(r *Request) *string { return &r.EventID }},
 }
 
 // set stores value into the field called name; unknown names are ignored
@@ -109,8 +116,15 @@ func (r *Request) Validate() error {
 		if len(v) > f.max {
 			return fieldErr(f.name, "%s is %d bytes long: the limit is %d", f.name, len(v), f.max)
 		}
-		if strings.ContainsFunc(v, isControl) {
-			return fieldErr(f.name, "%s contains a control character", f.name)
+		if i := strings.IndexFunc(v, isControl); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(v[i:])
+			return fieldErr(f.name, "%s contains the control character U+%04X at byte %d: remove control characters", f.name, r, i)
+		}
+		if f.shown {
+			if i := strings.IndexFunc(v, isBidiControl); i >= 0 {
+				r, _ := utf8.DecodeRuneInString(v[i:])
+				return fieldErr(f.name, "%s contains the bidirectional formatting character U+%04X at byte %d: remove it; it changes how the text around it is displayed", f.name, r, i)
+			}
 		}
 	}
 	if r.EventType == "" {
@@ -136,7 +150,17 @@ func (r *Request) Validate() error {
 
 func isLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl reports the C0 controls, DEL and the C1 controls (U+0080 to
+// U+009F): they break log lines, CSV exports and terminals.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
+
+// isBidiControl reports the Unicode bidirectional formatting characters
+// (the Bidi_Control property: U+061C, U+200E, U+200F, U+202A to U+202E,
+// U+2066 to U+2069). They reorder the display of the text around them, so
+// an id holding one can read as another id in the dashboard or a widget URL
+// ("Trojan Source", CVE-2021-42574). All are above U+0600: ASCII and Latin
+// text costs one comparison per character.
+func isBidiControl(r rune) bool { return r >= 0x061c && unicode.Is(unicode.Bidi_Control, r) }
 
 // DecodeJSON decodes one JSON object of postback fields into r, as
 // encoding/json would (see decode.go). Unknown fields are ignored; known

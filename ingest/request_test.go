@@ -72,6 +72,27 @@ func TestValidate(t *testing.T) {
 		{"invalid UTF-8", func(r *Request) { r.Campaign = "ab\xffcd" }, "campaign", nil},
 		{"control character", func(r *Request) { r.InfluencerID = "a\x00b" }, "influencer_id", nil},
 		{"unicode is fine", func(r *Request) { r.InfluencerID = "ストリーマー 🎮" }, "", nil},
+		{"right-to-left text is fine", func(r *Request) { r.Campaign = "حملة ١" }, "", nil},
+		{"DEL", func(r *Request) { r.Product = "p\x7fq" }, "product", nil},
+		{"C1 control NEL inside", func(r *Request) { r.InfluencerID = "a\u0085b" }, "influencer_id", nil},
+		{"C1 control CSI", func(r *Request) { r.EventName = "a\u009b31mred" }, "event_name", nil},
+		{"C1 control U+0080", func(r *Request) { r.EventID = "tx\u0080" }, "event_id", nil},
+		{"Latin-1 after C1 is fine", func(r *Request) { r.Source = "caf\u00e9 \u00a0x" }, "", nil},
+		{"RLO in influencer_id", func(r *Request) { r.InfluencerID = "influ_\u202etset" }, "influencer_id", nil},
+		{"LRE in product", func(r *Request) { r.Product = "\u202ap" }, "product", nil},
+		{"PDF in campaign", func(r *Request) { r.Campaign = "c\u202c" }, "campaign", nil},
+		{"RLE in event_type", func(r *Request) { r.EventType = "reg\u202b" }, "event_type", nil},
+		{"LRO in event_name", func(r *Request) { r.EventName = "a\u202db" }, "event_name", nil},
+		{"LRI in medium", func(r *Request) { r.Medium = "a\u2066b" }, "medium", nil},
+		{"RLI in source", func(r *Request) { r.Source = "a\u2067b" }, "source", nil},
+		{"FSI in event_id", func(r *Request) { r.EventID = "a\u2068b" }, "event_id", nil},
+		{"PDI in campaign", func(r *Request) { r.Campaign = "a\u2069b" }, "campaign", nil},
+		{"LRM in influencer_id", func(r *Request) { r.InfluencerID = "a\u200eb" }, "influencer_id", nil},
+		{"RLM in influencer_id", func(r *Request) { r.InfluencerID = "a\u200fb" }, "influencer_id", nil},
+		{"ALM in source", func(r *Request) { r.Source = "a\u061cb" }, "source", nil},
+		{"bidi in user_agent is fine", func(r *Request) { r.UserAgent = "Mozilla/5.0 \u202e" }, "", nil},
+		{"C1 in user_agent", func(r *Request) { r.UserAgent = "Mozilla/5.0 \u0085x" }, "user_agent", nil},
+		{"zero-width joiner is fine", func(r *Request) { r.InfluencerID = "\U0001f469\u200d\U0001f4bb" }, "", nil},
 		{"country lower case", func(r *Request) { r.Country = "fr" }, "", func(t *testing.T, r Request) {
 			if r.Country != "FR" {
 				t.Errorf("country %q, want FR", r.Country)
@@ -113,6 +134,9 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error %v, want a FieldError on %s", err, tt.field)
 			case tt.field != "" && fe.Field != tt.field:
 				t.Fatalf("error on field %q (%v), want %q", fe.Field, err, tt.field)
+			}
+			if fe != nil && (!strings.HasPrefix(fe.Msg, fe.Field+" ") || strings.Contains(fe.Msg, "tset")) {
+				t.Errorf("message %q does not start with the field's name, or echoes the value", fe.Msg)
 			}
 			if tt.check != nil {
 				tt.check(t, r)
@@ -257,9 +281,17 @@ func FuzzDecoders(f *testing.F) {
 			if r.Country != "" && (len(r.Country) != 2 || strings.ToUpper(r.Country) != r.Country) {
 				t.Fatalf("accepted country %q", r.Country)
 			}
+			for _, v := range []string{r.InfluencerID, r.Product, r.EventType, r.EventName, r.Campaign, r.Medium, r.Source, r.EventID} {
+				if strings.ContainsFunc(v, isBidiControl) {
+					t.Fatalf("accepted a bidirectional formatting character in %q", v)
+				}
+			}
 			for _, v := range []string{r.InfluencerID, r.Product, r.EventType, r.EventName, r.Campaign, r.Medium, r.Source, r.UserAgent, r.EventID} {
 				if strings.TrimSpace(v) != v {
 					t.Fatalf("accepted an untrimmed value %q", v)
+				}
+				if strings.ContainsFunc(v, isControl) {
+					t.Fatalf("accepted a control character in %q", v)
 				}
 			}
 		}

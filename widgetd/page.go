@@ -81,6 +81,9 @@ func (s *Server) page(c *fiber.Ctx) error {
 				Hint:    fmt.Sprintf("The public form is https://{product}-widget-{customer_code}.%s/{influencer_id}/{campaign}.", s.cfg.Domain)})
 		}
 	}
+	if fe := w.check(); fe != nil {
+		return s.errorPage(c, errorData{Status: fiber.StatusBadRequest, Title: "Bad widget URL: " + fe.Field, Message: fe.Msg})
+	}
 	q, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
 		return s.errorPage(c, errorData{Status: fiber.StatusBadRequest, Title: "Bad widget parameters",

@@ -410,6 +410,10 @@ func (s *Server) wsCheck(c *fiber.Ctx) error {
 		s.metrics.rejected.WithLabelValues("bad_request").Inc()
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not a widget websocket: use /ws/{customer_code}/{product}/{influencer_id}[/{campaign}] with each part URL-escaped", "field": "path"})
 	}
+	if fe := w.check(); fe != nil {
+		s.metrics.rejected.WithLabelValues("bad_request").Inc()
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fe.Msg, "field": fe.Field})
+	}
 	q, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "the query string does not parse: escape it with encodeURIComponent", "field": "query"})

@@ -356,6 +356,11 @@ func TestErrors(t *testing.T) {
 		{"/ws/default/product/influ_test?goal=lots", 400, "goal"},
 		{"/ws/default/product/influ_test?color=url(x)", 400, "color"},
 		{"/ws/default/product/influ_test?font_size=1000", 400, "font_size"},
+		{"/ws/default/product/influ_%E2%80%AEtset", 400, "influencer_id"},
+		{"/ws/default/product/influ_test/spring%E2%81%A6sale", 400, "campaign"},
+		{"/ws/default/pro%C2%85duct/influ_test", 400, "product"},
+		{"/ws/def%E2%80%8Fault/product/influ_test", 400, "customer_code"},
+		{"/ws/default/product/influ%01test", 400, "influencer_id"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			code, body := getJSON(t, base+tc.path, "")
@@ -380,6 +385,8 @@ func TestErrors(t *testing.T) {
 		{"/a/b/c", "product-widget-default.example.test", "Not a widget URL", 404},
 		{"/influ_test", "product-widget-nobody.example.test", "unknown customer", 404},
 		{"/default/product/influ_test?goal=x", "", "Bad widget parameter: goal", 400},
+		{"/default/product/influ_%E2%80%AEtset", "", "Bad widget URL: influencer_id", 400},
+		{"/influ_test/spring%E2%81%A9sale", "product-widget-default.example.test", "Bad widget URL: campaign", 400},
 	} {
 		t.Run("page "+tc.host+tc.path, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)

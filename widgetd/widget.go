@@ -1,9 +1,11 @@
 package widgetd
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/streamtools/streamtools/schemas"
@@ -79,6 +81,31 @@ func splitPath(raw string) ([]string, bool) {
 	}
 	return parts, true
 }
+
+// check refuses ids holding a control character (C0, DEL, C1) or a Unicode
+// bidirectional formatting character: the edge never accepts one (see
+// ingest.Request.Validate), so no counted row can hold one, and a page would
+// display the URL's ids reordered. It names the part at fault.
+func (w Widget) check() *FieldError {
+	for _, p := range [...]struct{ field, v string }{
+		{"customer_code", w.Customer}, {"product", w.Product}, {"influencer_id", w.Influencer}, {"campaign", w.Campaign},
+	} {
+		i := strings.IndexFunc(p.v, func(r rune) bool { return isControl(r) || isBidiControl(r) })
+		if i < 0 {
+			continue
+		}
+		r, _ := utf8.DecodeRuneInString(p.v[i:])
+		return &FieldError{Field: p.field, Msg: fmt.Sprintf(
+			"%s holds the control or bidirectional formatting character U+%04X: no StreamTools id does; check the widget URL", p.field, r)}
+	}
+	return nil
+}
+
+// isControl and isBidiControl are the edge's rules (ingest/request.go):
+// C0, DEL and C1 controls; the Bidi_Control characters.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
+
+func isBidiControl(r rune) bool { return r >= 0x061c && unicode.Is(unicode.Bidi_Control, r) }
 
 // widgetFromParts reads customer/product/influencer[/campaign].
 func widgetFromParts(parts []string) (Widget, bool) {
