@@ -114,6 +114,9 @@ func (r *Request) Validate() error {
 			return fieldErr(f.name, "%s is not valid UTF-8", f.name)
 		}
 		if len(v) > f.max {
+			if f.name == "country" {
+				return errCountryForm
+			}
 			return fieldErr(f.name, "%s is %d bytes long: the limit is %d", f.name, len(v), f.max)
 		}
 		if i := strings.IndexFunc(v, isControl); i >= 0 {
@@ -131,11 +134,17 @@ func (r *Request) Validate() error {
 		r.EventType = schemas.DefaultEventType
 	}
 	if r.Country != "" {
-		c := r.Country
-		if len(c) != 2 || !isLetter(c[0]) || !isLetter(c[1]) {
-			return fieldErr("country", "country %q is not an ISO 3166-1 alpha-2 code such as FR", c)
+		c, ok := countryCode(r.Country)
+		switch {
+		case ok:
+			r.Country = c
+		case len(r.Country) != 2 || !isLetter(r.Country[0]) || !isLetter(r.Country[1]):
+			return errCountryForm
+		case strings.EqualFold(r.Country, "UK"):
+			return fieldErr("country", "country UK is not an ISO 3166-1 alpha-2 code: send GB for the United Kingdom")
+		default:
+			return fieldErr("country", "country %s is not an assigned ISO 3166-1 alpha-2 code (user-assigned and reserved codes such as ZZ, XA or XK are refused): send one such as FR", strings.ToUpper(r.Country))
 		}
-		r.Country = strings.ToUpper(c)
 	}
 	if r.IP != "" {
 		a, err := netip.ParseAddr(r.IP)
@@ -147,6 +156,8 @@ func (r *Request) Validate() error {
 	}
 	return nil
 }
+
+var errCountryForm = fieldErr("country", "country must be an ISO 3166-1 alpha-2 code, two letters such as FR")
 
 func isLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
 

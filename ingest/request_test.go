@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -98,6 +99,26 @@ func TestValidate(t *testing.T) {
 				t.Errorf("country %q, want FR", r.Country)
 			}
 		}},
+		{"country upper case kept", func(r *Request) { r.Country = "GB" }, "", func(t *testing.T, r Request) {
+			if r.Country != "GB" {
+				t.Errorf("country %q, want GB", r.Country)
+			}
+		}},
+		{"country mixed case", func(r *Request) { r.Country = "sS" }, "", func(t *testing.T, r Request) {
+			if r.Country != "SS" {
+				t.Errorf("country %q, want SS", r.Country)
+			}
+		}},
+		{"country ZZ (user-assigned)", func(r *Request) { r.Country = "ZZ" }, "country", nil},
+		{"country xa (user-assigned)", func(r *Request) { r.Country = "xa" }, "country", nil},
+		{"country XK (user-assigned)", func(r *Request) { r.Country = "XK" }, "country", nil},
+		{"country AA (user-assigned)", func(r *Request) { r.Country = "AA" }, "country", nil},
+		{"country QM (user-assigned)", func(r *Request) { r.Country = "QM" }, "country", nil},
+		{"country UK (reserved)", func(r *Request) { r.Country = "uk" }, "country", nil},
+		{"country EU (reserved)", func(r *Request) { r.Country = "EU" }, "country", nil},
+		{"country AN (withdrawn)", func(r *Request) { r.Country = "AN" }, "country", nil},
+		{"country unassigned", func(r *Request) { r.Country = "FX" }, "country", nil},
+		{"country name", func(r *Request) { r.Country = "France" }, "country", nil},
 		{"country three letters", func(r *Request) { r.Country = "FRA" }, "country", nil},
 		{"country digits", func(r *Request) { r.Country = "F1" }, "country", nil},
 		{"country one letter", func(r *Request) { r.Country = "F" }, "country", nil},
@@ -278,7 +299,7 @@ func FuzzDecoders(f *testing.F) {
 			if len(r.InfluencerID) > MaxInfluencerID || len(r.UserAgent) > MaxUserAgent || len(r.Campaign) > MaxCampaign {
 				t.Fatalf("accepted an over-long field: %+v", r)
 			}
-			if r.Country != "" && (len(r.Country) != 2 || strings.ToUpper(r.Country) != r.Country) {
+			if _, ok := countryCode(r.Country); r.Country != "" && (!ok || strings.ToUpper(r.Country) != r.Country) {
 				t.Fatalf("accepted country %q", r.Country)
 			}
 			for _, v := range []string{r.InfluencerID, r.Product, r.EventType, r.EventName, r.Campaign, r.Medium, r.Source, r.EventID} {
@@ -313,4 +334,54 @@ func FuzzDecoders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCountryTable checks the table of assigned codes and that every other
+// pair of letters is refused, in either case, with a message asking for an
+// ISO 3166-1 alpha-2 code.
+func TestCountryTable(t *testing.T) {
+	codes := strings.Fields(isoCountries)
+	if len(codes) != 249 {
+		t.Fatalf("%d codes, want the 249 officially assigned", len(codes))
+	}
+	if !slices.IsSorted(codes) {
+		t.Error("the table is not sorted: keep it sorted, so that a missing or doubled code shows")
+	}
+	assigned := map[string]bool{}
+	for _, c := range codes {
+		if len(c) != 2 || strings.ToUpper(c) != c || assigned[c] {
+			t.Errorf("bad or doubled entry %q", c)
+		}
+		assigned[c] = true
+	}
+	for _, c := range []string{"AA", "QM", "QZ", "XA", "XK", "XZ", "ZZ", "UK", "EU", "UN", "AN", "YU", "CS", "SU", "TP"} {
+		if assigned[c] {
+			t.Errorf("%s is in the table: it is not an officially assigned code", c)
+		}
+	}
+	for _, c := range []string{"FR", "GB", "US", "DE", "AQ", "AX", "BQ", "CW", "SS", "SX", "PS", "TW", "VA"} {
+		if !assigned[c] {
+			t.Errorf("%s is missing from the table", c)
+		}
+	}
+	for a := 'A'; a <= 'Z'; a++ {
+		for b := 'A'; b <= 'Z'; b++ {
+			c := string([]rune{a, b})
+			for _, in := range []string{c, strings.ToLower(c), string(a) + strings.ToLower(string(b))} {
+				r := Request{InfluencerID: "i", Product: "p", Country: in}
+				err := r.Validate()
+				if assigned[c] {
+					if err != nil || r.Country != c {
+						t.Errorf("country %q: %v, stored %q; want %s accepted", in, err, r.Country, c)
+					}
+					continue
+				}
+				var fe *FieldError
+				if !errors.As(err, &fe) || fe.Field != "country" || !strings.Contains(fe.Msg, "ISO 3166-1 alpha-2") ||
+					(c != "UK" && !strings.Contains(fe.Msg, "FR")) {
+					t.Errorf("country %q: error %v; want one on country asking for an ISO 3166-1 alpha-2 code such as FR", in, err)
+				}
+			}
+		}
+	}
 }
