@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -10,10 +11,13 @@ import (
 
 // limiters hold one token bucket per access key. A key's rate is its
 // customer's RateLimit, or the edge's default; the burst is one second of
-// rate, and at least one full batch.
+// that rate (at least one postback): a key limited to 10/s sends at most
+// 10 postbacks at once, however many connections it opens. A batch takes
+// one token per item, so a batch larger than the burst can never pass: it
+// is refused as such (tooLarge), not answered 429, since retrying would not
+// help.
 type limiters struct {
-	def      float64
-	minBurst int
+	def float64
 
 	mu sync.RWMutex
 	m  map[string]*keyLimiter // by access key; guarded by mu
@@ -24,18 +28,37 @@ type keyLimiter struct {
 	*rate.Limiter
 }
 
-func newLimiters(def float64, minBurst int) *limiters {
-	return &limiters{def: def, minBurst: minBurst, m: map[string]*keyLimiter{}}
+// verdict is the answer of limiters.allow.
+type verdict int
+
+const (
+	allowed  verdict = iota
+	limited          // over the rate: 429, retry later
+	tooLarge         // n is above the key's burst: split the batch
+)
+
+func newLimiters(def float64) *limiters {
+	return &limiters{def: def, m: map[string]*keyLimiter{}}
 }
 
-// allow takes n tokens from key's bucket; customerLimit 0 means the default.
-func (l *limiters) allow(key string, customerLimit, n int, now time.Time) bool {
+// burst is the bucket size of a rate: one second of it, at least 1.
+func burst(limit float64) int {
+	if limit >= math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return max(int(math.Ceil(limit)), 1)
+}
+
+// allow takes n tokens from key's bucket; customerLimit 0 means the
+// default. With tooLarge it also returns the key's burst, the most items a
+// batch of this key may hold.
+func (l *limiters) allow(key string, customerLimit, n int, now time.Time) (verdict, int) {
 	limit := l.def
 	if customerLimit > 0 {
 		limit = float64(customerLimit)
 	}
 	if limit <= 0 {
-		return true
+		return allowed, 0
 	}
 	l.mu.RLock()
 	k, ok := l.m[key]
@@ -43,7 +66,7 @@ func (l *limiters) allow(key string, customerLimit, n int, now time.Time) bool {
 	if !ok {
 		l.mu.Lock()
 		if k, ok = l.m[key]; !ok {
-			k = &keyLimiter{limit: limit, Limiter: rate.NewLimiter(rate.Limit(limit), l.burst(limit))}
+			k = &keyLimiter{limit: limit, Limiter: rate.NewLimiter(rate.Limit(limit), burst(limit))}
 			l.m[strings.Clone(key)] = k
 		}
 		l.mu.Unlock()
@@ -54,10 +77,14 @@ func (l *limiters) allow(key string, customerLimit, n int, now time.Time) bool {
 		l.mu.Lock()
 		k.limit = limit
 		k.SetLimit(rate.Limit(limit))
-		k.SetBurst(l.burst(limit))
+		k.SetBurst(burst(limit))
 		l.mu.Unlock()
 	}
-	return k.AllowN(now, n)
+	if b := burst(limit); n > b {
+		return tooLarge, b
+	}
+	if !k.AllowN(now, n) {
+		return limited, 0
+	}
+	return allowed, 0
 }
-
-func (l *limiters) burst(limit float64) int { return max(int(limit), l.minBurst, 1) }

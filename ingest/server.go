@@ -76,7 +76,9 @@ type Config struct {
 	// access key when the customer sets no RateLimit; default 100000, which
 	// is above what one edge instance can take on the machines measured (see
 	// the README (Sending postbacks)), so the default never throttles a sender below the
-	// edge's capacity. Negative disables the default limit.
+	// edge's capacity. Negative disables the default limit. Every key's
+	// burst is one second of its rate (limit.go), which also bounds its
+	// batches' item count.
 	DefaultRateLimit float64
 	// SaltCheckEvery is how often the edge makes sure the daily salts exist
 	// and deletes old ones; default 1h.
@@ -193,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, reg: cfg.Registry, topic: cfg.Names.Postbacks()}
 	s.retry = strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second))
 	s.runCtx, s.runCancel = context.WithCancel(context.Background())
-	s.limiters = newLimiters(cfg.DefaultRateLimit, cfg.BatchMaxItems)
+	s.limiters = newLimiters(cfg.DefaultRateLimit)
 
 	var err error
 	opts := append([]kgo.Opt{
@@ -567,9 +569,14 @@ func (s *Server) admit(c *fiber.Ctx, endpoint string, n int, now time.Time) (*te
 	if err != nil {
 		return nil, s.sendJSON(c, endpoint, fiber.StatusUnauthorized, unauthorizedBody)
 	}
-	if !s.limiters.allow(key, t.RateLimit, n, now) {
+	switch v, most := s.limiters.allow(key, t.RateLimit, n, now); v {
+	case limited:
 		return nil, s.sendError(c, endpoint, fiber.StatusTooManyRequests, "access_key",
 			"over the rate limit of this access key: retry after the Retry-After delay, or ask for a higher rate_limit")
+	case tooLarge:
+		s.metrics.records.WithLabelValues("invalid").Add(float64(n))
+		return nil, s.sendError(c, endpoint, fiber.StatusBadRequest, "body", fmt.Sprintf(
+			"the batch has %d items: this access key's rate limit allows at most %d at once; split it, or ask for a higher rate_limit", n, most))
 	}
 	return t, nil
 }

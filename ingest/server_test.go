@@ -242,13 +242,18 @@ func TestStatuses(t *testing.T) {
 		}
 	})
 	t.Run("over the rate limit", func(t *testing.T) {
-		// Customer "slow" allows 1 postback/s with a burst of a batch
-		// (BatchMaxItems, 1000): a batch of 1000 drains it.
-		items := strings.Repeat(`{"influencer_id":"a","product":"p"}`+"\n", 1000)
-		if a := do(t, "POST", e.url+"/"+slowKey+"/batch", "application/x-ndjson", []byte(items)); a.code != 202 {
-			t.Fatalf("first batch: %d %s", a.code, a.body)
+		// Customer "slow" allows 1 postback/s, with a burst of 1: a batch
+		// of 2 can never pass (400, not 429: retrying would not help), a
+		// batch of 1 takes the token, and the next postback gets 429.
+		two := strings.Repeat(`{"influencer_id":"a","product":"p"}`+"\n", 2)
+		a := do(t, "POST", e.url+"/"+slowKey+"/batch", "application/x-ndjson", []byte(two))
+		if m := a.json(t); a.code != 400 || m["field"] != "body" || !strings.Contains(m["error"].(string), "at most 1 at once") {
+			t.Fatalf("batch over the burst: %d %s, want 400 on body saying at most 1", a.code, a.body)
 		}
-		a := do(t, "POST", e.url+"/"+slowKey, "", []byte(`{"influencer_id":"a","product":"p"}`))
+		if a := do(t, "POST", e.url+"/"+slowKey+"/batch", "application/x-ndjson", []byte(`{"influencer_id":"a","product":"p"}`)); a.code != 202 {
+			t.Fatalf("batch of one: %d %s", a.code, a.body)
+		}
+		a = do(t, "POST", e.url+"/"+slowKey, "", []byte(`{"influencer_id":"a","product":"p"}`))
 		if a.code != 429 || a.header.Get("Retry-After") == "" {
 			t.Fatalf("status %d Retry-After %q, want 429 with Retry-After", a.code, a.header.Get("Retry-After"))
 		}
