@@ -52,7 +52,13 @@ type edge struct {
 // a random port until the test ends.
 func startEdge(t *testing.T, edit func(*Config)) *edge {
 	t.Helper()
-	b := kafkatest.Start(t, "")
+	return startEdgeOn(t, kafkatest.Start(t, ""), edit)
+}
+
+// startEdgeOn is startEdge on a broker the test started (with a data
+// directory, to restart it).
+func startEdgeOn(t *testing.T, b *broker.Broker, edit func(*Config)) *edge {
+	t.Helper()
 	names := kafkatest.Names(t)
 	kafkatest.CreateCoreTopics(t, b.Addr(), names, testPartits)
 	cl := kafkatest.Client(t, b.Addr())
@@ -235,11 +241,25 @@ func TestStatuses(t *testing.T) {
 		}
 	})
 	t.Run("unknown and revoked keys answer the same bytes", func(t *testing.T) {
-		a := do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
-		b := do(t, "POST", e.url+"/"+revokedKey, "", []byte(seedBody))
-		if a.code != b.code || !bytes.Equal(a.body, b.body) || len(a.header) != len(b.header) {
-			t.Errorf("unknown key: %d %q %v\nrevoked key: %d %q %v", a.code, a.body, a.header, b.code, b.body, b.header)
+		// Interleaved, so that both see the same machine; the medians are
+		// logged, not asserted (timings on a shared machine are noise; the
+		// code path is the same, see authCache).
+		const rounds = 200
+		var unknown, revoked []time.Duration
+		for i := range rounds {
+			start := time.Now()
+			a := do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
+			unknown = append(unknown, time.Since(start))
+			start = time.Now()
+			b := do(t, "POST", e.url+"/"+revokedKey, "", []byte(seedBody))
+			revoked = append(revoked, time.Since(start))
+			delete(a.header, "Date")
+			delete(b.header, "Date")
+			if a.code != 401 || a.code != b.code || !bytes.Equal(a.body, b.body) || fmt.Sprint(a.header) != fmt.Sprint(b.header) {
+				t.Fatalf("round %d:\nunknown key: %d %q %v\nrevoked key: %d %q %v", i, a.code, a.body, a.header, b.code, b.body, b.header)
+			}
 		}
+		t.Logf("median latency over %d requests each: unknown key %v, revoked key %v", rounds, median(unknown), median(revoked))
 	})
 	t.Run("over the rate limit", func(t *testing.T) {
 		// Customer "slow" allows 1 postback/s, with a burst of 1: a batch
@@ -481,40 +501,92 @@ func TestRequestSchema(t *testing.T) {
 }
 
 // TestBrokerDown stops the broker under a running edge: every answer is a
-// 503 with Retry-After, none is a 2xx, and each comes within the bound.
+// 503 with Retry-After within 2 s, none is a 2xx. Then a broker starts
+// again on the same address and data directory: the edge recovers by
+// itself (202 and /readyz 200), with no restart.
 func TestBrokerDown(t *testing.T) {
 	var logs lockedBuffer
-	e := startEdge(t, func(c *Config) {
-		c.ProduceTimeout = 300 * time.Millisecond
+	dir := t.TempDir()
+	b := kafkatest.Start(t, dir)
+	e := startEdgeOn(t, b, func(c *Config) {
+		// Below the bound, which the answers must keep even on a busy
+		// machine.
+		c.ProduceTimeout = time.Second
 		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	if a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody)); a.code != 202 {
 		t.Fatalf("before the outage: %d %s", a.code, a.body)
 	}
-	e.b.Close()
+	addr := b.Addr()
+	b.Close()
+	const bound = 2 * time.Second
 	client := &http.Client{Timeout: 5 * time.Second} // far above the bound: a hang fails the test
-	for i := range 5 {
-		for _, path := range []string{"/" + testKey, "/" + testKey + "/batch"} {
-			body := seedBody
-			if strings.HasSuffix(path, "batch") {
-				body = "[" + seedBody + "]"
+	var slowest time.Duration
+	for i := range 3 {
+		for _, path := range []string{"/" + testKey, "/" + testKey + "/batch", "/" + testKey + "?influencer_id=g&product=product"} {
+			body, method := seedBody, "POST"
+			switch {
+			case strings.HasSuffix(path, "batch"):
+				body = "[" + seedBody + "," + seedBody + "]"
+			case strings.Contains(path, "?"):
+				body, method = "", "GET"
 			}
-			resp, err := client.Post(e.url+path, "application/json", strings.NewReader(body))
+			req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
 			}
-			b, _ := io.ReadAll(resp.Body)
+			rb, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			took := time.Since(start)
+			slowest = max(slowest, took)
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-				t.Fatalf("request %d to %s: %d %s, Retry-After %q; want 503 with Retry-After", i, path, resp.StatusCode, b, resp.Header.Get("Retry-After"))
+				t.Fatalf("request %d to %s %s: %d %s, Retry-After %q; want 503 with Retry-After", i, method, redactPath(path), resp.StatusCode, rb, resp.Header.Get("Retry-After"))
+			}
+			if took > bound {
+				t.Errorf("request %d to %s %s answered after %v, want within %v", i, method, redactPath(path), took, bound)
 			}
 		}
 	}
+	t.Logf("the slowest 503 came after %v", slowest)
 	if a := do(t, "GET", e.url+"/readyz", "", nil); a.code != 503 {
 		t.Errorf("/readyz answered %d with the broker down", a.code)
 	}
+
+	// The broker comes back on the same address, with its data.
+	var b2 *broker.Broker
+	kafkatest.Eventually(t, 10*time.Second, "the broker restarted on "+addr, func() bool {
+		var err error
+		b2, err = broker.Start(broker.Config{Addr: addr, DataDir: dir})
+		return err == nil
+	})
+	t.Cleanup(b2.Close)
+	back := time.Now()
+	var during []int
+	kafkatest.Eventually(t, 30*time.Second, "a 202 after the broker came back", func() bool {
+		a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
+		during = append(during, a.code)
+		if a.code != 202 && a.code != 503 {
+			t.Fatalf("answer %d %s while recovering, want 202 or 503", a.code, a.body)
+		}
+		return a.code == 202
+	})
+	t.Logf("recovered %v after the broker came back (%d requests)", time.Since(back).Round(time.Millisecond), len(during))
+	for i := range 5 {
+		if a := do(t, "POST", e.url+"/"+testKey+"/batch", "", []byte("["+seedBody+"]")); a.code != 202 {
+			t.Errorf("batch %d after recovery: %d %s", i, a.code, a.body)
+		}
+	}
+	kafkatest.Eventually(t, 10*time.Second, "/readyz 200 after recovery", func() bool {
+		return do(t, "GET", e.url+"/readyz", "", nil).code == 200
+	})
+
 	out := logs.String()
-	if !strings.Contains(out, "503") && !strings.Contains(out, "answering 503") {
+	if !strings.Contains(out, "answering 503") {
 		t.Errorf("the outage was not logged:\n%s", out)
 	}
 	if strings.Contains(out, testKey) || strings.Contains(out, testSeedIP) {
