@@ -171,6 +171,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("sinks: creating kafka client: %w", err)
 	}
 	defer admin.Close()
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); watchBrokers(wctx, admin, log) }()
+	defer func() { stopWatch(); <-watched }() // before admin.Close
 	topics := []string{s.dec.eventsTopic, s.dec.statsTopic}
 	var opts []kgo.Opt
 	if err := retry(ctx, log, s.cfg.MaxBackoff, s.metrics, "listing topic partitions", func() error {

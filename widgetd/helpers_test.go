@@ -11,6 +11,7 @@ import (
 	fws "github.com/fasthttp/websocket"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/tenant"
@@ -23,6 +24,8 @@ import (
 // contract widgetd reads.
 type system struct {
 	t       testing.TB
+	b       *broker.Broker
+	dataDir string
 	brokers []string
 	names   schemas.Names
 	cl      *kgo.Client
@@ -33,7 +36,7 @@ func newSystem(t testing.TB, dataDir string) *system {
 	b := kafkatest.Start(t, dataDir)
 	names := kafkatest.Names(t)
 	kafkatest.CreateCoreTopics(t, b.Addr(), names, 3)
-	sys := &system{t: t, brokers: []string{b.Addr()}, names: names, cl: kafkatest.Client(t, b.Addr())}
+	sys := &system{t: t, b: b, dataDir: dataDir, brokers: []string{b.Addr()}, names: names, cl: kafkatest.Client(t, b.Addr())}
 	// The core topics include the stats table; ensure it anyway, since it
 	// is what widgetd reads (an existing topic is left as it is).
 	compact := "compact"

@@ -145,6 +145,7 @@ type Server struct {
 	reg     *tenant.Registry
 	ownReg  bool
 	tail    *tailer
+	watch   *brokerWatch
 
 	caught    chan struct{} // closed once the stats changelog is caught up
 	caughtOne sync.Once
@@ -182,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 	if s.tail, err = newTailer(s); err != nil {
 		return nil, err
 	}
+	s.watch = &brokerWatch{cl: s.tail.cl, log: s.log}
 	s.reg.OnChange(func() { s.hub.resettle(s.resolveSettings) })
 	s.app = s.newApp()
 	s.ln = cfg.Listener
@@ -223,6 +225,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return s.reg.Run(gctx) })
 	}
 	g.Go(func() error { return s.tail.run(gctx) })
+	g.Go(func() error { s.watch.run(gctx); return nil })
 	g.Go(func() error {
 		select {
 		case <-s.caught:
@@ -380,12 +383,16 @@ func (s *Server) newApp() *fiber.App {
 var writePool = &sync.Pool{}
 
 func (s *Server) readyz(c *fiber.Ctx) error {
-	if s.isReady() {
+	down := s.watch.down.Load()
+	if s.isReady() && !down {
 		return c.JSON(fiber.Map{"status": "ready", "rows": s.hub.rowCount()})
 	}
 	c.Set(fiber.HeaderRetryAfter, "1")
 	what := "reading the stats changelogs"
-	if !s.registryReady() {
+	switch {
+	case down:
+		what = "the Kafka brokers do not answer; widgets show their last totals"
+	case !s.registryReady():
 		what = "reading the customers topic"
 	}
 	return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "not ready: " + what})
