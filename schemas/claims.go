@@ -115,8 +115,9 @@ const ClaimRequestVersion = 1
 // key's, with the claims already decided.
 type ClaimRequest struct {
 	V int `json:"v"`
-	// Src is where the verdicts processor read what it forwards: the
-	// claims processor applies each Src once.
+	// Src identifies what is forwarded (lane f: the decision it follows;
+	// lane r: the postback the verdicts processor read): the claims
+	// processor applies each Src once.
 	Src      Position `json:"src"`
 	Got      Claims   `json:"got,omitempty"`
 	Postback Postback `json:"postback"`
@@ -148,6 +149,9 @@ type ClaimRow struct {
 
 // ClaimDecision is a postback after one of its claims was decided.
 type ClaimDecision struct {
+	// Pos is the claims processor's input position that this decision
+	// applied (lane p or q): the identity of everything emitted from it.
+	Pos         Position `json:"pos"`
 	Postback    Postback `json:"postback"`
 	PostbackPos Position `json:"postback_pos"`
 	// Got holds the claims decided so far; Dup the one that was a

@@ -45,14 +45,14 @@ func TestPostbackKey(t *testing.T) {
 // independent, and the JSON form round-trips.
 func TestWatermarks(t *testing.T) {
 	var w Watermarks
-	c3 := func(o int64) Position { return Position{Lane: LaneClaims, Partition: 3, Offset: o} }
+	q3 := func(o int64) Position { return Position{Lane: LaneRequests, Partition: 3, Offset: o} }
 	r3 := func(o int64) Position { return Position{Lane: LaneRouted, Partition: 3, Offset: o} }
 	for _, s := range []struct {
 		p       Position
 		applied bool
 	}{
-		{c3(10), false}, {c3(10), true}, {c3(7), true}, {r3(7), false}, {c3(11), false}, {r3(5), true},
-		{Position{Lane: LaneClaims, Partition: 0, Offset: 0}, false},
+		{q3(10), false}, {q3(10), true}, {q3(7), true}, {r3(7), false}, {q3(11), false}, {r3(5), true},
+		{Position{Lane: LaneRequests, Partition: 0, Offset: 0}, false},
 	} {
 		if got := w.Applied(s.p); got != s.applied {
 			t.Fatalf("Applied(%v) = %v, want %v (marks %v)", s.p, got, s.applied, w)
@@ -63,19 +63,19 @@ func TestWatermarks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != `{"c0":0,"c3":11,"r3":7}` {
+	if string(b) != `{"q0":0,"q3":11,"r3":7}` {
 		t.Fatalf("JSON %s", b)
 	}
 	var back Watermarks
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back) != 3 || !back.Applied(c3(11)) || back.Applied(c3(12)) || !back.Applied(r3(7)) {
+	if len(back) != 3 || !back.Applied(q3(11)) || back.Applied(q3(12)) || !back.Applied(r3(7)) {
 		t.Fatalf("round trip: %v", back)
 	}
-	pb, _ := json.Marshal(c3(1234))
+	pb, _ := json.Marshal(q3(1234))
 	var p Position
-	if string(pb) != `"c3:1234"` || json.Unmarshal(pb, &p) != nil || p != c3(1234) {
+	if string(pb) != `"q3:1234"` || json.Unmarshal(pb, &p) != nil || p != q3(1234) {
 		t.Fatalf("position JSON %s -> %v", pb, p)
 	}
 }
@@ -89,7 +89,7 @@ func TestWatermarksJSONErrors(t *testing.T) {
 		}
 	}
 	var w Watermarks
-	if err := json.Unmarshal([]byte(` { "p0" : 5 , "c12":7 } `), &w); err != nil || len(w) != 2 || !w.Applied(Position{Lane: 'c', Partition: 12, Offset: 7}) {
+	if err := json.Unmarshal([]byte(` { "p0" : 5 , "q12":7 } `), &w); err != nil || len(w) != 2 || !w.Applied(Position{Lane: 'q', Partition: 12, Offset: 7}) {
 		t.Fatalf("spaces: %v %v", w, err)
 	}
 }

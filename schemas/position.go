@@ -11,14 +11,46 @@ import (
 // Lanes name the input streams whose positions records carry. A lane and a
 // partition together are one ordered source: a processor reads each source
 // in offset order and emits to any one key in that order.
+//
+// A claim decision is identified by the claims processor's own input
+// position (lanes p and q), not by its place in the claims changelog: a
+// decision written twice (a stalled instance whose writes land after
+// another took over its partitions) then carries the same position twice.
 const (
-	// LanePostbacks: the claims processor reading the postbacks topic.
+	// LanePostbacks: the claims processor reading the postbacks topic. Also
+	// the position of a postback itself (Event.SeqPartition, Seq).
 	LanePostbacks byte = 'p'
+	// LaneRequests: the claims processor reading the claims topic.
+	LaneRequests byte = 'q'
 	// LaneRouted: the verdicts processor reading the postbacks topic.
 	LaneRouted byte = 'r'
-	// LaneClaims: the verdicts processor reading the claims table changelog.
-	LaneClaims byte = 'c'
+	// LaneForwarded and LaneForwardedRequest: a claim request forwarded
+	// after a decision at lane p, or at lane q; partition and offset are
+	// that decision's.
+	LaneForwarded        byte = 'f'
+	LaneForwardedRequest byte = 'g'
 )
+
+// KnownLane reports whether l is one of the lanes above.
+func KnownLane(l byte) bool {
+	switch l {
+	case LanePostbacks, LaneRequests, LaneRouted, LaneForwarded, LaneForwardedRequest:
+		return true
+	}
+	return false
+}
+
+// ForwardedFrom is the position of a claim request forwarded after the
+// decision at d (lane p or q), and false for any other lane.
+func ForwardedFrom(d Position) (Position, bool) {
+	switch d.Lane {
+	case LanePostbacks:
+		return Position{Lane: LaneForwarded, Partition: d.Partition, Offset: d.Offset}, true
+	case LaneRequests:
+		return Position{Lane: LaneForwardedRequest, Partition: d.Partition, Offset: d.Offset}, true
+	}
+	return Position{}, false
+}
 
 // Position is the place of an input record in one lane: the identity of
 // everything a processor emits because of it. A processor that restarts
@@ -39,32 +71,57 @@ func (p Position) String() string {
 	return p.sourceKey() + ":" + strconv.FormatInt(p.Offset, 10)
 }
 
-// ParsePosition reverses Position.String.
+// ParsePosition reverses Position.String: a lane letter (a-z), a partition
+// and an offset, both decimal without sign or leading zeros.
 func ParsePosition(s string) (Position, error) {
 	src, off, ok := strings.Cut(s, ":")
-	if !ok || len(src) < 2 {
-		return Position{}, fmt.Errorf("schemas: position %q: want lane, partition, ':' and offset, e.g. c3:1234", s)
+	if !ok || len(src) < 2 || src[0] < 'a' || src[0] > 'z' {
+		return Position{}, fmt.Errorf("schemas: position %q: want a lane letter, partition, ':' and offset, e.g. q3:1234", s)
 	}
-	part, err := strconv.ParseInt(src[1:], 10, 32)
+	part, err := parseDecimal(src[1:], 31)
 	if err != nil {
 		return Position{}, fmt.Errorf("schemas: partition of position %q: %w", s, err)
 	}
-	o, err := strconv.ParseInt(off, 10, 64)
+	o, err := parseDecimal(off, 63)
 	if err != nil {
 		return Position{}, fmt.Errorf("schemas: offset of position %q: %w", s, err)
 	}
 	return Position{Lane: src[0], Partition: int32(part), Offset: o}, nil
 }
 
+// parseDecimal parses a non-negative decimal of at most bits bits, without
+// sign or leading zeros (the form strconv.FormatInt writes).
+func parseDecimal(s string, bits int) (int64, error) {
+	if s == "" || len(s) > 1 && s[0] == '0' || s[0] < '0' || s[0] > '9' {
+		return 0, fmt.Errorf("%q is not a decimal without sign or leading zeros", s)
+	}
+	v, err := strconv.ParseInt(s, 10, bits+1)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a decimal of %d bits", s, bits)
+	}
+	return v, nil
+}
+
 // IsZero reports whether p is unset (no lane).
 func (p Position) IsZero() bool { return p.Lane == 0 }
 
-// MarshalJSON writes p as a string, e.g. "c3:1234".
+// MarshalJSON writes p as a string, e.g. "q3:1234".
 func (p Position) MarshalJSON() ([]byte, error) {
 	if p.IsZero() {
 		return []byte(`""`), nil
 	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	return strconv.AppendQuote(nil, p.String()), nil
+}
+
+// check reports a position that ParsePosition would not read back.
+func (p Position) check() error {
+	if p.Lane < 'a' || p.Lane > 'z' || p.Partition < 0 || p.Offset < 0 {
+		return fmt.Errorf("schemas: position %+v: want a lane letter a-z and a partition and offset of 0 or more", p)
+	}
+	return nil
 }
 
 // UnmarshalJSON reads the string form ("" is the zero Position).
@@ -90,7 +147,7 @@ func (p *Position) UnmarshalJSON(b []byte) error {
 // offset order, and a restarted processor only re-sends a suffix of what it
 // sent, so a record at or below its source's mark was applied already.
 // The size is bounded by lanes x partitions, whatever the traffic.
-// Sorted by source; JSON: {"c3":1234,"p0":17}.
+// Sorted by source; JSON: {"p0":17,"q3":1234}.
 type Watermarks []Position
 
 func (w Watermarks) find(p Position) (int, bool) {
@@ -123,6 +180,9 @@ func (w *Watermarks) Advance(p Position) {
 func (w Watermarks) MarshalJSON() ([]byte, error) {
 	b := []byte{'{'}
 	for i, p := range w {
+		if err := p.check(); err != nil {
+			return nil, err
+		}
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -138,6 +198,9 @@ func (w Watermarks) MarshalJSON() ([]byte, error) {
 func (w *Watermarks) UnmarshalJSON(b []byte) error {
 	bad := func() error {
 		return fmt.Errorf("schemas: watermarks %q: want an object of lane+partition -> offset", b)
+	}
+	if !json.Valid(b) {
+		return bad()
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "null" {
@@ -170,15 +233,11 @@ func (w *Watermarks) UnmarshalJSON(b []byte) error {
 		} else {
 			s = ""
 		}
-		if len(src) < 2 {
+		p, err := ParsePosition(src + ":" + strings.TrimSpace(num))
+		if err != nil {
 			return bad()
 		}
-		part, err1 := strconv.ParseInt(src[1:], 10, 32)
-		off, err2 := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-		if err1 != nil || err2 != nil {
-			return bad()
-		}
-		out.Advance(Position{Lane: src[0], Partition: int32(part), Offset: off})
+		out.Advance(p)
 	}
 	*w = out
 	return nil

@@ -121,7 +121,7 @@ func makeEvent(i int) schemas.Event {
 			EventName: "registration", Campaign: []string{"", "Jan2024_special_event"}[i%2], Source: "twitch", Country: "FR",
 		},
 		Verdict: schemas.VerdictCounted,
-		Src:     schemas.Position{Lane: schemas.LaneClaims, Partition: int32(i % 3), Offset: int64(i)},
+		Src:     schemas.Position{Lane: schemas.LaneRequests, Partition: int32(i % 3), Offset: int64(i)},
 	}
 	if i%4 == 3 {
 		ev.Verdict, ev.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
@@ -150,7 +150,7 @@ func makeStats(k, v int) statsRow {
 		UpdatedAt: base.Add(time.Duration(v) * time.Second),
 	}
 	// The processors' replay guard: the sink ignores it.
-	s.Applied.Advance(schemas.Position{Lane: schemas.LaneClaims, Partition: int32(k % 3), Offset: int64(v)})
+	s.Applied.Advance(schemas.Position{Lane: schemas.LaneRequests, Partition: int32(k % 3), Offset: int64(v)})
 	return statsRow{schemas.DayKey(s.CustomerCode, s.Product, s.InfluencerID, s.Campaign, day), s}
 }
 

@@ -23,7 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -98,10 +98,12 @@ func (c Config) Retention() time.Duration {
 type Processor struct {
 	cfg  Config
 	proc *goka.Processor
-	// maxReceived is the latest ReceivedAt applied (unix nanoseconds): the
-	// event-time clock of maintenance, so that a replay deletes claims only
-	// once its own stream has passed them.
-	maxReceived atomic.Int64
+	// clocks: per table partition, the latest ReceivedAt applied (unix
+	// nanoseconds): the event-time clock of maintenance, so that a replay
+	// deletes a partition's claims only once that partition's own input has
+	// passed them (partitions replay at different speeds).
+	clocksMu sync.Mutex // guards clocks
+	clocks   map[int32]int64
 }
 
 // New builds the processor. The postbacks, claims and dead-letter topics
@@ -111,7 +113,7 @@ func New(cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	p := &Processor{cfg: cfg}
+	p := &Processor{cfg: cfg, clocks: map[int32]int64{}}
 	n := cfg.Names
 	g := goka.DefineGroup(Group(n),
 		goka.Input(goka.Stream(n.Postbacks()), new(codec.Bytes), p.onPostback),
@@ -173,7 +175,7 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 		return
 	}
 	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
-	p.apply(ctx, first, pos, &pb, pos, 0)
+	p.apply(ctx, first, pos, pos, &pb, pos, 0)
 }
 
 // onRequest applies the claim a forwarded postback needs next.
@@ -189,8 +191,8 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	case req.V < 1 || req.V > schemas.ClaimRequestVersion:
 		p.deadLetter(ctx, raw, fmt.Sprintf("claim request version %d: this processor reads 1 to %d", req.V, schemas.ClaimRequestVersion))
 		return
-	case req.Src.IsZero():
-		p.deadLetter(ctx, raw, "claim request without src")
+	case req.Src.Lane != schemas.LaneForwarded && req.Src.Lane != schemas.LaneForwardedRequest && req.Src.Lane != schemas.LaneRouted:
+		p.deadLetter(ctx, raw, fmt.Sprintf("claim request src %q: want lane f, g or r", req.Src))
 		return
 	case schemas.CheckPostback(&req.Postback) != "":
 		p.deadLetter(ctx, raw, "claim request: "+schemas.CheckPostback(&req.Postback))
@@ -199,13 +201,15 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, raw, "record key is not the claim key of the postback")
 		return
 	}
-	p.apply(ctx, c, req.Src, &req.Postback, req.PostbackPos, req.Got)
+	in := schemas.Position{Lane: schemas.LaneRequests, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	p.apply(ctx, c, req.Src, in, &req.Postback, req.PostbackPos, req.Got)
 }
 
 // apply decides claim c (the row's) for pb, once per src: the first
 // postback to ask holds the claim; an expired event id is free again
-// (decided in event time, so a replay decides the same).
-func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src schemas.Position, pb *schemas.Postback, pos schemas.Position, got schemas.Claims) {
+// (decided in event time, so a replay decides the same). in is this input's
+// own position, the decision's identity downstream.
+func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src, in schemas.Position, pb *schemas.Postback, pos schemas.Position, got schemas.Claims) {
 	group := string(Group(p.cfg.Names))
 	row, _ := ctx.Value().(*schemas.ClaimRow)
 	if row == nil {
@@ -215,7 +219,7 @@ func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src schemas.Positi
 		return
 	}
 	row.Applied.Advance(src)
-	d := &schemas.ClaimDecision{Postback: *pb, PostbackPos: pos, Got: got | c}
+	d := &schemas.ClaimDecision{Pos: in, Postback: *pb, PostbackPos: pos, Got: got | c}
 	switch {
 	case row.Owner == "",
 		c == schemas.ClaimEventID && pb.ReceivedAt.Sub(row.ClaimedAt) >= p.cfg.EventIDRetention:
@@ -230,49 +234,45 @@ func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src schemas.Positi
 	row.Last = d
 	ctx.SetValue(row)
 	p.cfg.Metrics.Applied(group, false)
-	if t := pb.ReceivedAt.UnixNano(); t > p.maxReceived.Load() {
-		p.maxReceived.Store(t) // a benign race between partitions: it only moves maintenance
+	p.clocksMu.Lock()
+	if t := pb.ReceivedAt.UnixNano(); t > p.clocks[ctx.Partition()] {
+		p.clocks[ctx.Partition()] = t
 	}
-}
-
-// maintainMeta is what one maintenance visit decides with.
-type maintainMeta struct {
-	// Cutoff is the event-time clock: min(wall clock, latest ReceivedAt).
-	Cutoff time.Time
+	p.clocksMu.Unlock()
 }
 
 // Maintain visits every row of the partitions this instance owns and
 // deletes visitor claims of days over everywhere and event-id claims older
-// than the retention (tombstones in the changelog).
+// than the retention (tombstones in the changelog), in each partition's
+// event time (capped by the wall clock).
 func (p *Processor) Maintain(ctx context.Context) error {
-	latest := p.maxReceived.Load()
-	if latest == 0 {
-		return nil // nothing applied yet: no clock
-	}
-	cutoff := time.Unix(0, latest)
-	if now := time.Now(); cutoff.After(now) {
-		cutoff = now
-	}
-	if err := p.proc.VisitAll(ctx, visitMaintain, maintainMeta{Cutoff: cutoff}); err != nil {
+	if err := p.proc.VisitAll(ctx, visitMaintain, time.Now()); err != nil {
 		return fmt.Errorf("claims: visiting the table: %w", err)
 	}
 	return nil
 }
 
 func (p *Processor) onMaintain(ctx goka.Context, meta any) {
-	mm, _ := meta.(maintainMeta)
+	now, _ := meta.(time.Time)
 	row, _ := ctx.Value().(*schemas.ClaimRow)
-	if row == nil || mm.Cutoff.IsZero() {
-		return
+	p.clocksMu.Lock()
+	clock := p.clocks[ctx.Partition()]
+	p.clocksMu.Unlock()
+	if row == nil || clock == 0 {
+		return // nothing applied in this partition since start: no clock
+	}
+	cutoff := time.Unix(0, clock)
+	if cutoff.After(now) {
+		cutoff = now
 	}
 	switch schemas.ClaimOfKey(ctx.Key()) {
 	case schemas.ClaimVisitor:
 		over, ok := dayOverEverywhere(row.Day)
-		if !ok || over.Add(p.cfg.Grace).Before(mm.Cutoff) {
+		if !ok || over.Add(p.cfg.Grace).Before(cutoff) {
 			ctx.Delete()
 		}
 	case schemas.ClaimEventID:
-		if row.ClaimedAt.Add(p.cfg.EventIDRetention + p.cfg.Grace).Before(mm.Cutoff) {
+		if row.ClaimedAt.Add(p.cfg.EventIDRetention + p.cfg.Grace).Before(cutoff) {
 			ctx.Delete()
 		}
 	}

@@ -7,8 +7,9 @@
 // A row applies each event once: it keeps, per source of the verdicts
 // processor (lane and partition), the highest position applied
 // (schemas.Watermarks), so a copy emitted again after a restart changes
-// nothing. Row size bound: the identity, one entry per event type, and at
-// most one watermark per source (2 lanes x partitions), whatever the traffic.
+// nothing. Row size bound: the identity, one entry per event type (at most
+// MaxEventTypes), and at most one watermark per source (lanes p, q and r x
+// partitions), whatever the traffic.
 package stats
 
 import (
@@ -25,6 +26,15 @@ import (
 	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
+
+// MaxEventTypes is the most event types one day row counts; events of
+// further types go to the dead-letter topic. It bounds the row's size
+// (with the watermarks, under 16 KiB).
+const MaxEventTypes = 100
+
+// maxPartitions bounds the partition of an event's src, and so the row's
+// watermarks.
+const maxPartitions = 1024
 
 // Group is the goka group of names.
 func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupStats)) }
@@ -118,6 +128,9 @@ func (p *Processor) onEvent(ctx goka.Context, msg any) {
 	case ev.Src.IsZero():
 		p.deadLetter(ctx, raw, "event without src (written by an older processor version): replay under a new --generation")
 		return
+	case !schemas.KnownLane(ev.Src.Lane) || ev.Src.Partition < 0 || ev.Src.Partition >= maxPartitions:
+		p.deadLetter(ctx, raw, fmt.Sprintf("event src %q is not a position the verdicts processor writes", ev.Src))
+		return
 	case ctx.Key() != schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day):
 		p.deadLetter(ctx, raw, "record key is not the event's day key (customer/product/influencer/campaign/day)")
 		return
@@ -132,6 +145,12 @@ func (p *Processor) onEvent(ctx goka.Context, msg any) {
 	} else if row.Applied.Applied(ev.Src) {
 		p.cfg.Metrics.Applied(group, true)
 		return // a copy or a redelivery: applied already
+	}
+	if _, ok := row.ByType[ev.EventType]; !ok && len(row.ByType) >= MaxEventTypes {
+		// A sender inventing event types would grow one row without
+		// bound, until goka refuses to write it and the group stops.
+		p.deadLetter(ctx, raw, fmt.Sprintf("day row already counts %d event types: the event type %q is not counted", MaxEventTypes, ev.EventType))
+		return
 	}
 	row.V = schemas.StatsVersion
 	Apply(row, ev)

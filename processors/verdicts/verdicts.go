@@ -160,14 +160,20 @@ func (p *Processor) onDecision(ctx goka.Context, msg any) {
 	if d == nil {
 		return
 	}
-	src := schemas.Position{Lane: schemas.LaneClaims, Partition: ctx.Partition(), Offset: ctx.Offset()}
+	if d.Pos.Lane != schemas.LanePostbacks && d.Pos.Lane != schemas.LaneRequests {
+		p.deadLetter(ctx, raw, fmt.Sprintf("claim decision position %q: want lane p or q", d.Pos))
+		return
+	}
+	// The decision's own input position identifies what it emits: the
+	// same decision written twice emits the same records.
 	if d.Dup == 0 {
 		if next := schemas.NextClaim(schemas.WantedClaims(&d.Postback), d.Got); next != 0 {
+			src, _ := schemas.ForwardedFrom(d.Pos)
 			p.forward(ctx, next, &d.Postback, d.PostbackPos, src, d.Got)
 			return
 		}
 	}
-	p.emitEvent(ctx, &d.Postback, d.PostbackPos, src, d.Dup)
+	p.emitEvent(ctx, &d.Postback, d.PostbackPos, d.Pos, d.Dup)
 }
 
 func (p *Processor) forward(ctx goka.Context, c schemas.Claims, pb *schemas.Postback, pos, src schemas.Position, got schemas.Claims) {

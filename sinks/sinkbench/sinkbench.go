@@ -348,7 +348,7 @@ func event(i int) schemas.Event {
 			Source: "twitch", Country: "FR",
 		},
 		Verdict: schemas.VerdictCounted,
-		Src:     schemas.Position{Lane: schemas.LaneClaims, Partition: int32(i % schemas.DefaultPartitions), Offset: int64(i)},
+		Src:     schemas.Position{Lane: schemas.LaneRequests, Partition: int32(i % schemas.DefaultPartitions), Offset: int64(i)},
 	}
 	if i%4 == 3 {
 		e.Verdict, e.Reason = schemas.VerdictDuplicate, schemas.ReasonDuplicateVisitor
@@ -373,7 +373,7 @@ func statsRow(k int, v int64) *schemas.Stats {
 		},
 		// The processors' replay guard, as a real row carries it (the sink
 		// ignores it).
-		Applied:   schemas.Watermarks{{Lane: schemas.LaneClaims, Partition: int32(k % schemas.DefaultPartitions), Offset: v}},
+		Applied:   schemas.Watermarks{{Lane: schemas.LaneRequests, Partition: int32(k % schemas.DefaultPartitions), Offset: v}},
 		UpdatedAt: time.Now().UTC(),
 	}
 }

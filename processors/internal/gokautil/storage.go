@@ -2,6 +2,7 @@ package gokautil
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -34,6 +35,13 @@ const (
 func WriteBackBuilder(dir string) storage.Builder {
 	return func(topic string, partition int32) (storage.Storage, error) {
 		fp := filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition))
+		// Start every partition empty: goka recovers it from the changelog.
+		// A partition that comes back to this instance within one run (a
+		// rebalance) could otherwise keep rows whose changelog writes never
+		// landed, and their watermarks would skip redelivered inputs.
+		if err := os.RemoveAll(fp); err != nil {
+			return nil, fmt.Errorf("wiping leveldb %s: %w", fp, err)
+		}
 		db, err := leveldb.OpenFile(fp, nil)
 		if err != nil {
 			return nil, fmt.Errorf("opening leveldb %s: %w", fp, err)
