@@ -10,8 +10,9 @@
 // franz-go and without a consumer group, so that every instance holds every
 // row and instances scale out behind any load balancer. It sums the day rows
 // per influencer and per campaign as it reads them (see aggregate.go): a
-// widget shows the counted events per event type over all of the rows of its
-// influencer or campaign, and the latest of their updated_at. It serves
+// widget shows the total of its event types' counted events over all of the
+// rows of its influencer or campaign (messages carry nothing else of the
+// rows: widget URLs are public; see Message). It serves
 // snapshots only once it has caught up with the end offsets it saw at start
 // (see /readyz). Values in the changelog are absolute (an updated row
 // replaces its previous counts in the sums), so replays, restarts and

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +152,8 @@ func (s *system) startServer(addr string, mod ...func(*Config)) (srv *Server, st
 type wsClient struct {
 	t    testing.TB
 	conn *fws.Conn
+	srv  *Server // nil: the hub's state is not read
+	id   aggID   // what the widget sums, to read the hub's state
 }
 
 func dialWS(t testing.TB, srv *Server, path string) *wsClient {
@@ -163,12 +167,78 @@ func dialWS(t testing.TB, srv *Server, path string) *wsClient {
 		t.Fatalf("dialing %s: %v (status %d)", path, err, status)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: t, conn: conn}
+	p, _, _ := strings.Cut(strings.TrimPrefix(path, "/ws"), "?")
+	parts, _ := splitPath(p)
+	w, _ := widgetFromParts(parts)
+	return &wsClient{t: t, conn: conn, srv: srv, id: w.aggID()}
 }
 
+// wireMsg is a message as the page reads it, with the hub's state of the
+// widget's rows when it was read (per-type counts and the latest
+// updated_at never go on the wire; the tests check the sums through them).
 type wireMsg struct {
 	Message
 	TS int64 `json:"ts"`
+
+	counts  map[string]int64
+	updated time.Time
+}
+
+// publicKeys are the only fields a widget message may carry: what the page
+// shows or needs (see Message).
+var publicKeys = map[string]map[string]bool{
+	"heartbeat": {"type": true, "ts": true},
+	"widget": {"type": true, "customer_code": true, "product": true, "influencer_id": true, "campaign": true,
+		"total": true, "title": true, "goal": true, "color": true, "bar_color": true, "bg_color": true,
+		"font_size": true, "heartbeat_ms": true},
+}
+
+// checkPublic fails on a message field the page does not use.
+func checkPublic(t testing.TB, b []byte) {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatalf("decoding %s: %v", b, err)
+	}
+	allowed := publicKeys["widget"]
+	if string(fields["type"]) == `"heartbeat"` {
+		allowed = publicKeys["heartbeat"]
+	}
+	for k := range fields {
+		if !allowed[k] {
+			t.Errorf("the message carries %q, which the page does not show: %s", k, b)
+		}
+	}
+}
+
+// read decodes a message, checks its fields and notes the hub's state.
+func (c *wsClient) read(b []byte) wireMsg {
+	c.t.Helper()
+	checkPublic(c.t, b)
+	var m wireMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		c.t.Fatalf("decoding %s: %v", b, err)
+	}
+	if c.srv != nil {
+		m.counts, m.updated = c.srv.hub.state(c.id)
+	}
+	return m
+}
+
+// state returns the counts by event type and the latest updated_at of the
+// rows that id sums.
+func (h *hub) state(id aggID) (map[string]int64, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.aggs.totals(id)
+	if t == nil {
+		return map[string]int64{}, time.Time{}
+	}
+	counts := maps.Clone(t.counts)
+	if counts == nil {
+		counts = map[string]int64{}
+	}
+	return counts, t.updated
 }
 
 // until reads messages until one satisfies cond (within 10 s) and returns
@@ -183,10 +253,7 @@ func (c *wsClient) until(what string, cond func(wireMsg) bool) wireMsg {
 		if err != nil {
 			c.t.Fatalf("waiting for %s: %v (last message %+v)", what, err, last)
 		}
-		var m wireMsg
-		if err := json.Unmarshal(b, &m); err != nil {
-			c.t.Fatalf("decoding %s: %v", b, err)
-		}
+		m := c.read(b)
 		if m.Type == "heartbeat" {
 			continue
 		}
@@ -207,10 +274,7 @@ func (c *wsClient) next(withHeartbeats bool) wireMsg {
 		if err != nil {
 			c.t.Fatalf("reading the websocket: %v", err)
 		}
-		var m wireMsg
-		if err := json.Unmarshal(b, &m); err != nil {
-			c.t.Fatalf("decoding %s: %v", b, err)
-		}
+		m := c.read(b)
 		if m.Type == "heartbeat" && !withHeartbeats {
 			continue
 		}

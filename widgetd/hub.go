@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 )
@@ -32,27 +31,27 @@ type view struct {
 	o        Overrides
 	settings Settings
 	subs     map[*subscriber]struct{}
-	core     []byte // the last encoded state without updated_at, to skip no-op changes
 	body     []byte // the last message body: a JSON object without its "type"
 }
 
 // Message is the JSON the websocket sends (type "snapshot" or "update"),
-// and the body of a plain GET of the websocket URL.
+// and the body of a plain GET of the websocket URL. Widget URLs are public,
+// so it carries only what the page shows: the total of the widget's event
+// types, the settings it draws with, and the ids of its own URL. Never the
+// counts per event type, the list of counted types, nor when the last
+// conversion happened: figures a brand did not choose to put on stream
+// (TestPublicMessage).
 type Message struct {
-	Type       string           `json:"type,omitempty"`
-	Customer   string           `json:"customer_code"`
-	Product    string           `json:"product"`
-	Influencer string           `json:"influencer_id"`
-	Campaign   *string          `json:"campaign,omitempty"`
-	Counts     map[string]int64 `json:"counts"`
-	Total      int64            `json:"total"`
+	Type       string  `json:"type,omitempty"`
+	Customer   string  `json:"customer_code"`
+	Product    string  `json:"product"`
+	Influencer string  `json:"influencer_id"`
+	Campaign   *string `json:"campaign,omitempty"`
+	Total      int64   `json:"total"`
 	Settings
 	// HeartbeatMS is the heartbeat interval: a page that hears nothing for
 	// a few intervals reconnects.
 	HeartbeatMS int64 `json:"heartbeat_ms"`
-	// UpdatedAt is when the processors last changed one of the rows the
-	// widget sums (absent when the influencer or campaign has no row yet).
-	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
 func newHub(heartbeat time.Duration) *hub {
@@ -60,66 +59,43 @@ func newHub(heartbeat time.Duration) *hub {
 }
 
 // message returns the current state of w (whose aggregate is id) with
-// settings s; guarded by mu. Its Counts is the live map of the aggregate:
-// encode it before unlocking, or copy it.
+// settings s; guarded by mu.
 func (h *hub) message(id aggID, w Widget, s Settings) Message {
-	var r totals
+	var total int64
 	if t := h.aggs.totals(id); t != nil {
-		r = *t
+		total = s.Total(t.counts)
 	}
 	m := Message{
 		Customer: w.Customer, Product: w.Product, Influencer: w.Influencer,
-		Counts: r.counts, Total: s.Total(r.counts), Settings: s,
-		HeartbeatMS: h.heartbeat.Milliseconds(),
-	}
-	if m.Counts == nil {
-		m.Counts = map[string]int64{}
+		Total: total, Settings: s, HeartbeatMS: h.heartbeat.Milliseconds(),
 	}
 	if w.HasCampaign {
 		c := w.Campaign
 		m.Campaign = &c
 	}
-	if !r.updated.IsZero() {
-		u := r.updated
-		m.UpdatedAt = &u
-	}
 	return m
 }
 
-// encode fills v.core and v.body from the current totals and reports
-// whether the visible state changed; guarded by mu.
+// encode fills v.body from the current totals and reports whether the
+// visible state changed; guarded by mu. A change the page would not show
+// (another event type, duplicates only) sends nothing.
 func (h *hub) encode(v *view) bool {
-	m := h.message(v.id, v.w, v.settings)
-	updated := m.UpdatedAt
-	m.UpdatedAt = nil
-	core, err := json.Marshal(m)
+	body, err := json.Marshal(h.message(v.id, v.w, v.settings))
 	if err != nil {
-		panic(fmt.Sprintf("widgetd: encoding a widget message: %v", err)) // maps of strings and ints always encode
+		panic(fmt.Sprintf("widgetd: encoding a widget message: %v", err)) // strings and ints always encode
 	}
-	if v.core != nil && bytes.Equal(core, v.core) {
+	if v.body != nil && bytes.Equal(body, v.body) {
 		return false
-	}
-	v.core = core
-	body := core
-	if updated != nil {
-		ts, _ := updated.MarshalJSON() // a valid time always marshals
-		body = make([]byte, 0, len(core)+len(ts)+16)
-		body = append(body, core[:len(core)-1]...)
-		body = append(body, `,"updated_at":`...)
-		body = append(body, ts...)
-		body = append(body, '}')
 	}
 	v.body = body
 	return true
 }
 
-// snapshot returns the current state of w as a message body.
+// snapshot returns the current state of w.
 func (h *hub) snapshot(w Widget, s Settings) Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.message(w.aggID(), w, s)
-	m.Counts = maps.Clone(m.Counts) // the caller encodes it after unlocking
-	return m
+	return h.message(w.aggID(), w, s)
 }
 
 // subscribe adds sub to the view of (w, o) and queues its snapshot. The

@@ -42,7 +42,7 @@ func TestSnapshotThenUpdates(t *testing.T) {
 
 	c := dialWS(t, srv, "/ws/default/product/influ_test")
 	m := c.next(false)
-	if m.Type != "snapshot" || m.Total != 2 || m.Counts["reg"] != 2 || m.Counts["dl"] != 5 {
+	if m.Type != "snapshot" || m.Total != 2 || m.counts["reg"] != 2 || m.counts["dl"] != 5 {
 		t.Fatalf("first message = %+v; want a snapshot with total 2 (reg only) and counts reg 2, dl 5", m)
 	}
 	if m.Title != "Sign-ups" || m.Goal != 100 || m.Influencer != "influ_test" || m.Campaign != nil || m.HeartbeatMS != 200 {
@@ -54,13 +54,13 @@ func TestSnapshotThenUpdates(t *testing.T) {
 	sys.putDay(d2, map[string]int64{"reg": 1}, 9)
 	sys.putDay(d2, map[string]int64{"reg": 2}, 9)
 	m = c.next(false)
-	if m.Type != "update" || m.Total != 3 || m.UpdatedAt == nil {
+	if m.Type != "update" || m.Total != 3 || m.updated.IsZero() {
 		t.Fatalf("message = %+v; want an update with total 3", m)
 	}
 
 	// Overrides change what the total counts.
 	all := dialWS(t, srv, "/ws/default/product/influ_test?types=all&goal=10&title=All")
-	if m := all.next(false); m.Total != 8 || m.Goal != 10 || m.Title != "All" || len(m.EventTypes) != 0 {
+	if m := all.next(false); m.Total != 8 || m.Goal != 10 || m.Title != "All" {
 		t.Fatalf("types=all snapshot = %+v; want total 8, goal 10", m)
 	}
 	dl := dialWS(t, srv, "/ws/default/product/influ_test?types=dl")
@@ -71,11 +71,11 @@ func TestSnapshotThenUpdates(t *testing.T) {
 	// A deleted row (tombstone) takes its counts out; with no row left the
 	// widget shows zero.
 	sys.deleteDay(d1)
-	if m := c.next(false); m.Type != "update" || m.Total != 2 || !maps.Equal(m.Counts, map[string]int64{"reg": 2}) {
+	if m := c.next(false); m.Type != "update" || m.Total != 2 || !maps.Equal(m.counts, map[string]int64{"reg": 2}) {
 		t.Fatalf("after the first tombstone: %+v; want total 2 and only reg", m)
 	}
 	sys.deleteDay(d2)
-	if m := c.next(false); m.Type != "update" || m.Total != 0 || len(m.Counts) != 0 || m.UpdatedAt != nil {
+	if m := c.next(false); m.Type != "update" || m.Total != 0 || len(m.counts) != 0 || !m.updated.IsZero() {
 		t.Fatalf("after a tombstone: %+v; want total 0", m)
 	}
 
@@ -86,24 +86,107 @@ func TestSnapshotThenUpdates(t *testing.T) {
 	}
 }
 
+// TestPublicMessage: widget URLs are public, so what widgetd sends carries
+// only what the page shows (the total of the widget's event types and its
+// settings): never the counts of other event types, the list of counted
+// types, nor when the last conversion happened. Over the websocket, the
+// plain GET and the page's embedded configuration.
+func TestPublicMessage(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default")) // product counts reg only
+	k := row("default", "product", "influ_test", "spring", day1)
+	sys.putDayAt(k, at(1), map[string]int64{"reg": 2, "ftd_deposit": 7}, 0)
+	srv, _ := sys.startServer("127.0.0.1:0")
+	secret := []string{"ftd_deposit", "counts", "updated_at", "event_types", `"reg"`, "2024-01-16", "\"7\"", ":7"}
+	check := func(what string, b []byte) {
+		t.Helper()
+		checkPublic(t, b)
+		for _, s := range secret {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s carries %s: %s", what, s, b)
+			}
+		}
+	}
+
+	c := dialWS(t, srv, "/ws/default/product/influ_test/spring")
+	read := func() []byte {
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			_, b, err := c.conn.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), `"heartbeat"`) {
+				return b
+			}
+		}
+	}
+	snap := read()
+	check("the snapshot", snap)
+	var m Message
+	if err := json.Unmarshal(snap, &m); err != nil || m.Type != "snapshot" || m.Total != 2 || m.Title != "Sign-ups" || m.Goal != 100 {
+		t.Fatalf("snapshot %s (%v); want total 2 with the title and goal", snap, err)
+	}
+	sys.putDayAt(k, at(2), map[string]int64{"reg": 3, "ftd_deposit": 7}, 0)
+	up := read()
+	check("the update", up)
+	if err := json.Unmarshal(up, &m); err != nil || m.Type != "update" || m.Total != 3 {
+		t.Fatalf("update %s (%v); want total 3", up, err)
+	}
+	// A change of another event type only is not visible: nothing is sent
+	// (the next message is the following reg change).
+	sys.putDayAt(k, at(3), map[string]int64{"reg": 3, "ftd_deposit": 8}, 0)
+	sys.putDayAt(k, at(4), map[string]int64{"reg": 4, "ftd_deposit": 8}, 0)
+	if err := json.Unmarshal(read(), &m); err != nil || m.Total != 4 {
+		t.Fatalf("next update %+v (%v); want total 4", m, err)
+	}
+
+	resp, err := http.Get("http://" + srv.Addr() + "/ws/default/product/influ_test/spring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check("the plain GET", b)
+	if !strings.Contains(string(b), `"total":4`) {
+		t.Errorf("plain GET %s; want total 4", b)
+	}
+
+	resp, err = http.Get("http://" + srv.Addr() + "/default/product/influ_test/spring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cfg := regexp.MustCompile(`(?s)<script[^>]*id="widget-config"[^>]*>(.*?)</script>`).FindSubmatch(page)
+	if cfg == nil {
+		t.Fatalf("no widget-config in the page:\n%s", page)
+	}
+	for _, s := range []string{"event_types", "ftd_deposit", "updated_at", "counts"} {
+		if strings.Contains(string(cfg[1]), s) {
+			t.Errorf("the page's configuration carries %s: %s", s, cfg[1])
+		}
+	}
+}
+
 // at is a fixed updated_at plus minutes, so that tests can tell which
 // row's updated_at a widget shows.
 func at(minutes int) time.Time {
 	return time.Date(2024, 1, 16, 12, 0, 0, 0, time.UTC).Add(time.Duration(minutes) * time.Minute)
 }
 
-// checkMsg fails unless m has these counts and this updated_at (zero:
-// none); the total counts every type (the widgets use ?types=all).
+// checkMsg fails unless m is a typ with the total of these counts (the
+// widgets use ?types=all), and the hub holds these counts and this
+// updated_at (zero: none) for the widget's rows.
 func checkMsg(t *testing.T, what string, m wireMsg, typ string, counts map[string]int64, updated time.Time) {
 	t.Helper()
 	var total int64
 	for _, n := range counts {
 		total += n
 	}
-	okTime := (updated.IsZero() && m.UpdatedAt == nil) || (m.UpdatedAt != nil && m.UpdatedAt.Equal(updated))
-	if m.Type != typ || !maps.Equal(m.Counts, counts) || m.Total != total || !okTime {
-		t.Fatalf("%s: %s with counts %v, total %d, updated_at %v; want a %s with counts %v, total %d, updated_at %v",
-			what, m.Type, m.Counts, m.Total, m.UpdatedAt, typ, counts, total, updated)
+	if m.Type != typ || !maps.Equal(m.counts, counts) || m.Total != total || !m.updated.Equal(updated) {
+		t.Fatalf("%s: %s with total %d (hub: counts %v, updated_at %v); want a %s with total %d (counts %v, updated_at %v)",
+			what, m.Type, m.Total, m.counts, m.updated, typ, total, counts, updated)
 	}
 }
 
@@ -134,8 +217,8 @@ func TestSumsOverDaysAndCampaigns(t *testing.T) {
 
 	// The product's settings count reg only; the plain GET agrees.
 	code, body := getJSON(t, "http://"+srv.Addr()+"/ws/default/product/influ_test", "")
-	if code != 200 || body["total"] != float64(16) || body["updated_at"] != at(4).Format(time.RFC3339) {
-		t.Fatalf("GET snapshot = %d %v; want total 16, updated_at %v", code, body, at(4))
+	if code != 200 || body["total"] != float64(16) {
+		t.Fatalf("GET snapshot = %d %v; want total 16", code, body)
 	}
 
 	// A new day of a campaign adds to both sums.

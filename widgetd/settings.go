@@ -38,8 +38,10 @@ type Settings struct {
 	Title string `json:"title"`
 	// Goal is the target of the goal bar; 0 hides the bar.
 	Goal int64 `json:"goal"`
-	// EventTypes counted in Total; empty counts every event type.
-	EventTypes []string `json:"event_types"`
+	// EventTypes counted in Total; empty counts every event type. Not sent
+	// to the page, which shows only the total: the brand's list of event
+	// types is not for the public.
+	EventTypes []string `json:"-"`
 	Color      string   `json:"color"`
 	BarColor   string   `json:"bar_color"`
 	BgColor    string   `json:"bg_color"`

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,25 +96,30 @@ func (h *hist) quantile(q float64) float64 {
 	return float64(h.max.Load()) / float64(time.Millisecond)
 }
 
-var updatedAtKey = []byte(`"updated_at":"`)
+var totalKey = []byte(`"total":`)
 
-// sentAt reads the "updated_at" field of an update without decoding the
-// whole message: the client process must not be the bottleneck.
+// sentAt reads when an update was produced from its "total", which the
+// benchmark sets to the production time in microseconds since the epoch
+// (see the package comment), without decoding the whole message: the
+// client process must not be the bottleneck.
 func sentAt(msg []byte) (time.Time, bool) {
 	if !bytes.Contains(msg[:min(len(msg), 40)], []byte(`"type":"update"`)) {
 		return time.Time{}, false
 	}
-	i := bytes.Index(msg, updatedAtKey)
+	i := bytes.Index(msg, totalKey)
 	if i < 0 {
 		return time.Time{}, false
 	}
-	rest := msg[i+len(updatedAtKey):]
-	j := bytes.IndexByte(rest, '"')
+	rest := msg[i+len(totalKey):]
+	j := bytes.IndexAny(rest, ",}")
 	if j < 0 {
 		return time.Time{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
-	return t, err == nil
+	us, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	if err != nil || us <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us), true
 }
 
 // RunClients is the client process: it reads a ClientConfig line from in,

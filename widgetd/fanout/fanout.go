@@ -9,7 +9,11 @@
 // process stays under the machine's open-file limit. Latency is measured
 // from the moment the update is produced (for widgetd: the stats row
 // written to Kafka, so it includes the changelog hop; for the baseline:
-// the broadcast call) to the moment a client has read the message.
+// the broadcast call) to the moment a client has read the message. widgetd
+// sends no timestamp (a widget message carries only what the page shows),
+// so every update's count is its production time in microseconds since the
+// epoch: strictly rising per influencer, as real counts are, and the
+// client reads the latency from the total (sentAt).
 package fanout
 
 import (
@@ -294,12 +298,12 @@ func runBaseline(ctx context.Context, cfg Config) (Result, error) {
 	rep, err := measure(ctx, cfg, c, func(from, n int) {
 		for k := range n {
 			i := (from + k) % cfg.Influencers
-			counts[i]++
+			counts[i] = nextCount(counts[i])
 			// The same shape and size as widgetd's update.
 			buf = fmt.Appendf(buf[:0], `{"type":"update","customer_code":"bench","product":"product","influencer_id":%q,`+
-				`"counts":{"reg":%d},"total":%d,"title":"Sign-ups","goal":1000,"event_types":[],"color":"#ffffff",`+
-				`"bar_color":"#9146ff","bg_color":"rgba(16,16,24,0.78)","font_size":24,"heartbeat_ms":10000,"updated_at":%q}`,
-				influencer(i), counts[i], counts[i], time.Now().UTC().Format(time.RFC3339Nano))
+				`"total":%d,"title":"Sign-ups","goal":1000,"color":"#ffffff",`+
+				`"bar_color":"#9146ff","bg_color":"rgba(16,16,24,0.78)","font_size":24,"heartbeat_ms":10000}`,
+				influencer(i), counts[i])
 			b.broadcast(influencer(i), append([]byte(nil), buf...))
 		}
 	})
@@ -341,7 +345,7 @@ func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
 	table, day := names.StatsTable(), schemas.DayOf(time.Now(), time.UTC)
 	counts := make([]int64, cfg.Influencers)
 	put := func(i int) *kgo.Record {
-		counts[i]++
+		counts[i] = nextCount(counts[i])
 		st := schemas.Stats{V: schemas.StatsVersion, CustomerCode: "bench", Product: "product", InfluencerID: influencer(i), Day: day,
 			ByType: map[string]schemas.Counts{"reg": {Counted: counts[i]}}, Total: counts[i], UpdatedAt: time.Now().UTC()}
 		v, _ := schemas.StatsCodec.Encode(st)
@@ -407,6 +411,10 @@ func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
 	res.Expected = int64(float64(n) * cfg.Rate * cfg.Duration.Seconds())
 	return res, nil
 }
+
+// nextCount is an influencer's next count: now in microseconds since the
+// epoch (see the package comment), at least one more than the last.
+func nextCount(last int64) int64 { return max(time.Now().UnixMicro(), last+1) }
 
 func perConnKB(before, after uint64, n int) float64 {
 	if n == 0 || after < before {

@@ -45,12 +45,18 @@ func TestRunSmall(t *testing.T) {
 }
 
 func TestSentAt(t *testing.T) {
-	now := time.Now().UTC()
-	msg := fmt.Appendf(nil, `{"type":"update","total":3,"updated_at":%q}`, now.Format(time.RFC3339Nano))
+	now := time.UnixMicro(time.Now().UnixMicro())
+	msg := fmt.Appendf(nil, `{"type":"update","customer_code":"bench","total":%d,"title":"Sign-ups"}`, now.UnixMicro())
 	if got, ok := sentAt(msg); !ok || !got.Equal(now) {
 		t.Errorf("sentAt = %v, %v; want %v", got, ok, now)
 	}
-	if _, ok := sentAt([]byte(`{"type":"snapshot","updated_at":"2026-01-01T00:00:00Z"}`)); ok {
+	if got, ok := sentAt(fmt.Appendf(nil, `{"type":"update","total":%d}`, now.UnixMicro())); !ok || !got.Equal(now) {
+		t.Errorf("sentAt with total last = %v, %v; want %v", got, ok, now)
+	}
+	if _, ok := sentAt(fmt.Appendf(nil, `{"type":"snapshot","total":%d}`, now.UnixMicro())); ok {
 		t.Error("a snapshot counted as an update")
+	}
+	if got := nextCount(now.UnixMicro() + 1e9); got != now.UnixMicro()+1e9+1 {
+		t.Errorf("nextCount does not rise past a count ahead of the clock: %d", got)
 	}
 }
