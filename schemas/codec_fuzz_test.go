@@ -98,6 +98,44 @@ func FuzzClaimRequestCodec(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzCheckCodec(t, ClaimRequestCodec, data) })
 }
 
+// The tenant records: the registry of the edge, widgetd and the dashboard
+// decodes the customers and access-keys topics, the edge the salts topic.
+
+func FuzzCustomerCodec(f *testing.F) {
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	f.Add(fuzzJSON(f, Customer{V: CustomerVersion, Code: "default", Name: "Default brand", TimeZone: "Europe/Paris", AntiCheat: true, RateLimit: 500,
+		Products: map[string]Product{"product": {Code: "product", Title: "Sign-ups", EventTypes: []string{"reg", "dl"}, Goal: 100}, "other": {Code: "other"}},
+		UpdatedAt: at}))
+	f.Add(fuzzJSON(f, Customer{V: CustomerVersion, Code: "café", TimeZone: "UTC", UpdatedAt: at}))
+	for _, s := range []string{`{"v":1,"code":"c","products":{}}`, `{"products":{"p":{"event_types":null,"goal":-1}}}`, `{"products":null,"rate_limit":1e3}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCheckCodec(t, CustomerCodec, data) })
+}
+
+func FuzzAccessKeyCodec(f *testing.F) {
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	revoked := at.Add(time.Hour)
+	f.Add(fuzzJSON(f, AccessKey{V: AccessKeyVersion, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", CustomerCode: "default", Label: "server 1", CreatedAt: at}))
+	f.Add(fuzzJSON(f, AccessKey{V: AccessKeyVersion, Hash: "00", CustomerCode: "c", CreatedAt: at, RevokedAt: &revoked}))
+	for _, s := range []string{`{"revoked_at":null}`, `{"revoked_at":"0001-01-01T00:00:00Z"}`, `{"created_at":"2026-03-01T09:00:00.5-03:30"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCheckCodec(t, AccessKeyCodec, data) })
+}
+
+func FuzzSaltCodec(f *testing.F) {
+	salt := make([]byte, 32)
+	for i := range salt {
+		salt[i] = byte(i * 37)
+	}
+	f.Add(fuzzJSON(f, Salt{V: SaltVersion, Day: "2026-03-01", Salt: salt, CreatedAt: time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC)}))
+	for _, s := range []string{`{"salt":null}`, `{"salt":""}`, `{"salt":"AAEC"}`, `{"salt":"AAE="}`, `{"salt":"!!"}`, `{"salt":[1,2]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCheckCodec(t, SaltCodec, data) })
+}
+
 // fuzzCheckCodec decodes data with c and checks the round trip of what it
 // decodes.
 func fuzzCheckCodec[T any](t *testing.T, c Codec[T], data []byte) {
