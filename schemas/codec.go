@@ -1,10 +1,25 @@
 package schemas
 
 import (
+	stdjson "encoding/json"
+	"errors"
 	"fmt"
 
 	json "github.com/goccy/go-json"
 )
+
+// Unmarshal decodes JSON into v with go-json (2-3 times faster than
+// encoding/json; the processors decode every record they read), after
+// checking with encoding/json that data is valid JSON: go-json v0.10 can
+// read past the buffer on some malformed input (an unknown escape in an
+// object key: goccy/go-json#575, #604), and a record on a topic must never
+// crash or mislead a reader.
+func Unmarshal(data []byte, v any) error {
+	if !stdjson.Valid(data) {
+		return errors.New("invalid JSON")
+	}
+	return json.Unmarshal(data, v)
+}
 
 // Codec is a JSON codec for one record type. It satisfies goka.Codec:
 // Encode accepts a T or a *T, Decode returns a *T.
@@ -26,7 +41,7 @@ func (Codec[T]) Encode(value any) ([]byte, error) {
 // Decode unmarshals into a new *T.
 func (Codec[T]) Decode(data []byte) (any, error) {
 	v := new(T)
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := Unmarshal(data, v); err != nil {
 		var zero T
 		return nil, fmt.Errorf("schemas: decoding %T: %w", zero, err)
 	}

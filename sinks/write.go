@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -170,6 +171,9 @@ func (d *decoder) addEvent(b *batch, rec *kgo.Record) string {
 		if strings.IndexByte(s, 0) >= 0 {
 			return "a field holds a NUL byte, which PostgreSQL text cannot store"
 		}
+		if !utf8.ValidString(s) {
+			return "a field is not valid UTF-8, which PostgreSQL text cannot store"
+		}
 	}
 	if !d.scope.keeps(e.CustomerCode, day) {
 		b.sum.Filtered++
@@ -212,6 +216,9 @@ func (d *decoder) addStats(b *batch, rec *kgo.Record) string {
 		if strings.IndexByte(p, 0) >= 0 {
 			return "the key holds a NUL byte, which PostgreSQL text cannot store"
 		}
+		if !utf8.ValidString(p) {
+			return "the key is not valid UTF-8, which PostgreSQL text cannot store"
+		}
 	}
 	k := statsKey{parts[0], parts[1], parts[2], parts[3], day}
 	if !d.scope.keeps(k.customer, day) {
@@ -231,6 +238,9 @@ func (d *decoder) addStats(b *batch, rec *kgo.Record) string {
 		for t := range s.ByType {
 			if strings.IndexByte(t, 0) >= 0 {
 				return "an event type holds a NUL byte, which PostgreSQL text cannot store"
+			}
+			if !utf8.ValidString(t) {
+				return "an event type is not valid UTF-8, which PostgreSQL text cannot store"
 			}
 		}
 	}

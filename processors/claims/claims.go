@@ -26,7 +26,6 @@ import (
 	"sync"
 	"time"
 
-	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
@@ -161,7 +160,7 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	}
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
-	if err := json.Unmarshal(raw, &pb); err != nil {
+	if err := schemas.Unmarshal(raw, &pb); err != nil {
 		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
 		return
 	}
@@ -182,7 +181,7 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	var req schemas.ClaimRequest
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := schemas.Unmarshal(raw, &req); err != nil {
 		p.deadLetter(ctx, raw, "decoding claim request: "+err.Error())
 		return
 	}

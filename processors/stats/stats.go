@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
@@ -117,7 +116,7 @@ func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
 func (p *Processor) onEvent(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	ev := new(schemas.Event)
-	if err := json.Unmarshal(raw, ev); err != nil {
+	if err := schemas.Unmarshal(raw, ev); err != nil {
 		p.deadLetter(ctx, raw, "decoding event: "+err.Error())
 		return
 	}

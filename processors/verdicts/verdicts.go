@@ -122,7 +122,7 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	}
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
-	if err := json.Unmarshal(raw, &pb); err != nil {
+	if err := schemas.Unmarshal(raw, &pb); err != nil {
 		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
 		return
 	}
@@ -148,7 +148,7 @@ func (p *Processor) onDecision(ctx goka.Context, msg any) {
 		return
 	}
 	var row schemas.ClaimRow
-	if err := json.Unmarshal(raw, &row); err != nil {
+	if err := schemas.Unmarshal(raw, &row); err != nil {
 		p.deadLetter(ctx, raw, "decoding claim row: "+err.Error())
 		return
 	}

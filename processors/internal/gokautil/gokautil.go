@@ -51,6 +51,9 @@ func SaramaConfig() *sarama.Config {
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.MaxWaitTime = 100 * time.Millisecond
 	c.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond
+	// A killed member holds a rebalance until this timeout (measured on
+	// kfake: 72 s to recover from a SIGKILLed instance with sarama's 60 s).
+	c.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	c.Net.ReadTimeout = c.Consumer.Group.Rebalance.Timeout + 15*time.Second
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Idempotent = true
