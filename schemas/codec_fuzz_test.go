@@ -104,7 +104,7 @@ func FuzzClaimRequestCodec(f *testing.F) {
 func FuzzCustomerCodec(f *testing.F) {
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	f.Add(fuzzJSON(f, Customer{V: CustomerVersion, Code: "default", Name: "Default brand", TimeZone: "Europe/Paris", AntiCheat: true, RateLimit: 500,
-		Products: map[string]Product{"product": {Code: "product", Title: "Sign-ups", EventTypes: []string{"reg", "dl"}, Goal: 100}, "other": {Code: "other"}},
+		Products:  map[string]Product{"product": {Code: "product", Title: "Sign-ups", EventTypes: []string{"reg", "dl"}, Goal: 100}, "other": {Code: "other"}},
 		UpdatedAt: at}))
 	f.Add(fuzzJSON(f, Customer{V: CustomerVersion, Code: "café", TimeZone: "UTC", UpdatedAt: at}))
 	for _, s := range []string{`{"v":1,"code":"c","products":{}}`, `{"products":{"p":{"event_types":null,"goal":-1}}}`, `{"products":null,"rate_limit":1e3}`} {

@@ -137,12 +137,33 @@ func (s *Sink) Totals() Summary {
 	return s.total
 }
 
+// errResume ends one run of the sink after a failed write to Postgres: the
+// next run resumes from the offsets Postgres holds.
+var errResume = errors.New("sinks: resuming from the offsets stored in postgres")
+
 // Run migrates the schema (unless SkipMigrate), resumes from the offsets
 // stored in Postgres and writes until ctx ends. It returns nil when ctx
 // ends; Postgres outages are retried, never returned.
+//
+// After a failed write the sink does not trust what it wrote before: it
+// reads the stored offsets again and consumes from there. A server that
+// crashed may have lost commits it had acknowledged (synchronous_commit
+// off, an asynchronous replica promoted): those batches are written again,
+// offsets and rows together, so nothing acknowledged by Kafka is lost.
 func (s *Sink) Run(ctx context.Context) error {
+	migrate := !s.cfg.SkipMigrate
+	for {
+		err := s.run(ctx, migrate)
+		if !errors.Is(err, errResume) {
+			return err
+		}
+		migrate = false
+	}
+}
+
+func (s *Sink) run(ctx context.Context, migrate bool) error {
 	log := s.cfg.Log
-	if !s.cfg.SkipMigrate {
+	if migrate {
 		if err := retry(ctx, log, s.cfg.MaxBackoff, s.metrics, "migrating", func() error {
 			_, err := Migrate(ctx, s.cfg.DatabaseURL, log)
 			return err
@@ -265,16 +286,15 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 		}
 		start := time.Now()
-		var sum Summary
-		if err := retry(ctx, log, s.cfg.MaxBackoff, s.metrics, "writing to postgres", func() error {
-			var err error
-			sum, err = w.write(ctx, b, false)
-			if err != nil {
-				w.close()
+		sum, err := w.write(ctx, b, false)
+		if err != nil {
+			w.close()
+			if ctx.Err() != nil {
+				return nil
 			}
-			return err
-		}); err != nil {
-			return nil
+			s.metrics.retries.WithLabelValues("writing to postgres").Inc()
+			log.Warn("writing to postgres failed; resuming from the offsets stored there", "err", err)
+			return errResume
 		}
 		s.metrics.observe(sum, time.Since(start))
 		s.mu.Lock()

@@ -387,6 +387,21 @@ func (c *Cluster) Stop() error {
 	return nil
 }
 
+// Kill kills the server's postmaster with SIGKILL, as a crash would, and
+// waits for it to exit; its backends notice and exit on their own. Start
+// brings it back (crash recovery). For fault tests. Safe to call twice.
+func (c *Cluster) Kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Kill()
+	<-c.exited
+	c.cmd, c.exited = nil, nil
+	c.log.Info("postgres killed", "port", c.port)
+}
+
 // Close stops the server and, when remove is true, deletes Dir.
 func (c *Cluster) Close(remove bool) error {
 	err := c.Stop()
