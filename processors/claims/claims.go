@@ -95,8 +95,8 @@ func (c Config) Retention() time.Duration {
 
 // Processor is a running claims group member.
 type Processor struct {
-	cfg  Config
-	proc *goka.Processor
+	*gokautil.Processor
+	cfg Config
 	// clocks: per table partition, the latest ReceivedAt applied (unix
 	// nanoseconds): the event-time clock of maintenance, so that a replay
 	// deletes a partition's claims only once that partition's own input has
@@ -121,34 +121,14 @@ func New(cfg Config) (*Processor, error) {
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 		goka.Visitor(visitMaintain, p.onMaintain),
 	)
-	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+	var err error
+	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
 		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication)
+	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
-		return nil, fmt.Errorf("claims: creating the goka processor: %w", err)
-	}
 	return p, nil
-}
-
-// Run processes until ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	if err := p.proc.Run(ctx); err != nil {
-		return fmt.Errorf("claims: running: %w", err)
-	}
-	return nil
-}
-
-// WaitForReady blocks until the table is recovered and input flows.
-func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
-
-func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
-	group := string(Group(p.cfg.Names))
-	p.cfg.Log.Warn("claims: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
-	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
-	p.cfg.Metrics.DeadLetter(group)
 }
 
 // onPostback applies the first claim of a postback keyed by a claim. A
@@ -161,16 +141,16 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
 	if err := schemas.Unmarshal(raw, &pb); err != nil {
-		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
+		p.DeadLetter(ctx, raw, "decoding postback: "+err.Error())
 		return
 	}
 	if reason := schemas.CheckPostback(&pb); reason != "" {
-		p.deadLetter(ctx, raw, reason)
+		p.DeadLetter(ctx, raw, reason)
 		return
 	}
 	first := schemas.NextClaim(schemas.WantedClaims(&pb), 0)
 	if first == 0 || ctx.Key() != schemas.ClaimKey(&pb, first) {
-		p.deadLetter(ctx, raw, "record key is a claim key but not the postback's first claim: key postbacks with schemas.PostbackKey, or by customer/product/influencer")
+		p.DeadLetter(ctx, raw, "record key is a claim key but not the postback's first claim: key postbacks with schemas.PostbackKey, or by customer/product/influencer")
 		return
 	}
 	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
@@ -182,22 +162,22 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	var req schemas.ClaimRequest
 	if err := schemas.Unmarshal(raw, &req); err != nil {
-		p.deadLetter(ctx, raw, "decoding claim request: "+err.Error())
+		p.DeadLetter(ctx, raw, "decoding claim request: "+err.Error())
 		return
 	}
 	c := schemas.ClaimOfKey(ctx.Key())
 	switch {
 	case req.V < 1 || req.V > schemas.ClaimRequestVersion:
-		p.deadLetter(ctx, raw, fmt.Sprintf("claim request version %d: this processor reads 1 to %d", req.V, schemas.ClaimRequestVersion))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("claim request version %d: this processor reads 1 to %d", req.V, schemas.ClaimRequestVersion))
 		return
 	case req.Src.Lane != schemas.LaneForwarded && req.Src.Lane != schemas.LaneForwardedRequest && req.Src.Lane != schemas.LaneRouted:
-		p.deadLetter(ctx, raw, fmt.Sprintf("claim request src %q: want lane f, g or r", req.Src))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("claim request src %q: want lane f, g or r", req.Src))
 		return
 	case schemas.CheckPostback(&req.Postback) != "":
-		p.deadLetter(ctx, raw, "claim request: "+schemas.CheckPostback(&req.Postback))
+		p.DeadLetter(ctx, raw, "claim request: "+schemas.CheckPostback(&req.Postback))
 		return
 	case c == 0 || ctx.Key() != schemas.ClaimKey(&req.Postback, c):
-		p.deadLetter(ctx, raw, "record key is not the claim key of the postback")
+		p.DeadLetter(ctx, raw, "record key is not the claim key of the postback")
 		return
 	}
 	in := schemas.Position{Lane: schemas.LaneRequests, Partition: ctx.Partition(), Offset: ctx.Offset()}
@@ -209,12 +189,11 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 // (decided in event time, so a replay decides the same). in is this input's
 // own position, the decision's identity downstream.
 func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src, in schemas.Position, pb *schemas.Postback, pos schemas.Position, got schemas.Claims) {
-	group := string(Group(p.cfg.Names))
 	row, _ := ctx.Value().(*schemas.ClaimRow)
 	if row == nil {
 		row = &schemas.ClaimRow{V: schemas.ClaimRowVersion}
 	} else if row.Applied.Applied(src) {
-		p.cfg.Metrics.Applied(group, true)
+		p.Applied(true)
 		return
 	}
 	row.Applied.Advance(src)
@@ -232,7 +211,7 @@ func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src, in schemas.Po
 	row.V = schemas.ClaimRowVersion
 	row.Last = d
 	ctx.SetValue(row)
-	p.cfg.Metrics.Applied(group, false)
+	p.Applied(false)
 	p.clocksMu.Lock()
 	if t := pb.ReceivedAt.UnixNano(); t > p.clocks[ctx.Partition()] {
 		p.clocks[ctx.Partition()] = t
@@ -245,7 +224,7 @@ func (p *Processor) apply(ctx goka.Context, c schemas.Claims, src, in schemas.Po
 // than the retention (tombstones in the changelog), in each partition's
 // event time (capped by the wall clock).
 func (p *Processor) Maintain(ctx context.Context) error {
-	if err := p.proc.VisitAll(ctx, visitMaintain, time.Now()); err != nil {
+	if err := p.Proc.VisitAll(ctx, visitMaintain, time.Now()); err != nil {
 		return fmt.Errorf("claims: visiting the table: %w", err)
 	}
 	return nil

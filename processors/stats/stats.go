@@ -13,7 +13,6 @@
 package stats
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,8 +63,8 @@ func (c Config) Validate() error {
 
 // Processor is a running stats group member.
 type Processor struct {
-	cfg  Config
-	proc *goka.Processor
+	*gokautil.Processor
+	cfg Config
 }
 
 // New builds the processor. The events and dead-letter topics must exist.
@@ -83,78 +82,57 @@ func New(cfg Config) (*Processor, error) {
 		goka.Persist(newRowCodec()),
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 	)
-	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+	var err error
+	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
 		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication)
+	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
-		return nil, fmt.Errorf("stats: creating the goka processor: %w", err)
-	}
 	return p, nil
-}
-
-// Run processes until ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	if err := p.proc.Run(ctx); err != nil {
-		return fmt.Errorf("stats: running: %w", err)
-	}
-	return nil
-}
-
-// WaitForReady blocks until the table is recovered and input flows.
-func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
-
-func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
-	group := string(Group(p.cfg.Names))
-	p.cfg.Log.Warn("stats: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
-	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
-	p.cfg.Metrics.DeadLetter(group)
 }
 
 func (p *Processor) onEvent(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	ev := new(schemas.Event)
 	if err := schemas.Unmarshal(raw, ev); err != nil {
-		p.deadLetter(ctx, raw, "decoding event: "+err.Error())
+		p.DeadLetter(ctx, raw, "decoding event: "+err.Error())
 		return
 	}
 	switch {
 	case ev.V < 1 || ev.V > schemas.EventVersion:
-		p.deadLetter(ctx, raw, fmt.Sprintf("event schema version %d: this processor reads 1 to %d", ev.V, schemas.EventVersion))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("event schema version %d: this processor reads 1 to %d", ev.V, schemas.EventVersion))
 		return
 	case ev.Src.IsZero():
-		p.deadLetter(ctx, raw, "event without src (written by an older processor version): replay under a new --generation")
+		p.DeadLetter(ctx, raw, "event without src (written by an older processor version): replay under a new --generation")
 		return
 	case !schemas.KnownLane(ev.Src.Lane) || ev.Src.Partition < 0 || ev.Src.Partition >= maxPartitions:
-		p.deadLetter(ctx, raw, fmt.Sprintf("event src %q is not a position the verdicts processor writes", ev.Src))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("event src %q is not a position the verdicts processor writes", ev.Src))
 		return
 	case ctx.Key() != schemas.DayKey(ev.CustomerCode, ev.Product, ev.InfluencerID, ev.Campaign, ev.Day):
-		p.deadLetter(ctx, raw, "record key is not the event's day key (customer/product/influencer/campaign/day)")
+		p.DeadLetter(ctx, raw, "record key is not the event's day key (customer/product/influencer/campaign/day)")
 		return
 	case ev.Verdict != schemas.VerdictCounted && ev.Verdict != schemas.VerdictDuplicate:
-		p.deadLetter(ctx, raw, fmt.Sprintf("unknown verdict %q", ev.Verdict))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("unknown verdict %q", ev.Verdict))
 		return
 	}
-	group := string(Group(p.cfg.Names))
 	row, _ := ctx.Value().(*schemas.Stats)
 	if row == nil {
 		row = &schemas.Stats{CustomerCode: ev.CustomerCode, Product: ev.Product, InfluencerID: ev.InfluencerID, Campaign: ev.Campaign, Day: ev.Day}
 	} else if row.Applied.Applied(ev.Src) {
-		p.cfg.Metrics.Applied(group, true)
+		p.Applied(true)
 		return // a copy or a redelivery: applied already
 	}
 	if _, ok := row.ByType[ev.EventType]; !ok && len(row.ByType) >= MaxEventTypes {
 		// A sender inventing event types would grow one row without
 		// bound, until goka refuses to write it and the group stops.
-		p.deadLetter(ctx, raw, fmt.Sprintf("day row already counts %d event types: the event type %q is not counted", MaxEventTypes, ev.EventType))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("day row already counts %d event types: the event type %q is not counted", MaxEventTypes, ev.EventType))
 		return
 	}
 	row.V = schemas.StatsVersion
 	Apply(row, ev)
 	ctx.SetValue(row)
-	p.cfg.Metrics.Applied(group, false)
+	p.Applied(false)
 }
 
 // Apply adds ev to row's absolute counts and raises its watermark. The

@@ -18,7 +18,6 @@
 package verdicts
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,8 +61,8 @@ func (c Config) Validate() error {
 
 // Processor is a running verdicts group member.
 type Processor struct {
-	cfg  Config
-	proc *goka.Processor
+	*gokautil.Processor
+	cfg Config
 }
 
 // New builds the processor. Its input and output topics must exist
@@ -84,34 +83,14 @@ func New(cfg Config) (*Processor, error) {
 		goka.Output(goka.Stream(n.Events()), new(codec.Bytes)),
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 	)
-	opts, err := gokautil.ProcessorOptions(gokautil.Options{
+	var err error
+	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
 		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication)
+	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
-	if p.proc, err = goka.NewProcessor(cfg.Brokers, g, opts...); err != nil {
-		return nil, fmt.Errorf("verdicts: creating the goka processor: %w", err)
-	}
 	return p, nil
-}
-
-// Run processes until ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	if err := p.proc.Run(ctx); err != nil {
-		return fmt.Errorf("verdicts: running: %w", err)
-	}
-	return nil
-}
-
-// WaitForReady blocks until input flows.
-func (p *Processor) WaitForReady(ctx context.Context) error { return p.proc.WaitForReadyContext(ctx) }
-
-func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string) {
-	group := string(Group(p.cfg.Names))
-	p.cfg.Log.Warn("verdicts: dead letter", "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
-	gokautil.DeadLetter(ctx, goka.Stream(p.cfg.Names.DeadLetter()), group, raw, reason)
-	p.cfg.Metrics.DeadLetter(group)
 }
 
 // onPostback routes a postback keyed by anything but a claim (those are the
@@ -123,11 +102,11 @@ func (p *Processor) onPostback(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	var pb schemas.Postback
 	if err := schemas.Unmarshal(raw, &pb); err != nil {
-		p.deadLetter(ctx, raw, "decoding postback: "+err.Error())
+		p.DeadLetter(ctx, raw, "decoding postback: "+err.Error())
 		return
 	}
 	if reason := schemas.CheckPostback(&pb); reason != "" {
-		p.deadLetter(ctx, raw, reason)
+		p.DeadLetter(ctx, raw, reason)
 		return
 	}
 	pos := schemas.Position{Lane: schemas.LanePostbacks, Partition: ctx.Partition(), Offset: ctx.Offset()}
@@ -149,11 +128,11 @@ func (p *Processor) onDecision(ctx goka.Context, msg any) {
 	}
 	var row schemas.ClaimRow
 	if err := schemas.Unmarshal(raw, &row); err != nil {
-		p.deadLetter(ctx, raw, "decoding claim row: "+err.Error())
+		p.DeadLetter(ctx, raw, "decoding claim row: "+err.Error())
 		return
 	}
 	if row.V > schemas.ClaimRowVersion {
-		p.deadLetter(ctx, raw, fmt.Sprintf("claim row version %d is newer than this processor's %d: upgrade the processor", row.V, schemas.ClaimRowVersion))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("claim row version %d is newer than this processor's %d: upgrade the processor", row.V, schemas.ClaimRowVersion))
 		return
 	}
 	d := row.Last
@@ -161,7 +140,7 @@ func (p *Processor) onDecision(ctx goka.Context, msg any) {
 		return
 	}
 	if d.Pos.Lane != schemas.LanePostbacks && d.Pos.Lane != schemas.LaneRequests {
-		p.deadLetter(ctx, raw, fmt.Sprintf("claim decision position %q: want lane p or q", d.Pos))
+		p.DeadLetter(ctx, raw, fmt.Sprintf("claim decision position %q: want lane p or q", d.Pos))
 		return
 	}
 	// The decision's own input position identifies what it emits: the

@@ -6,6 +6,7 @@
 package gokautil
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 
+	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -152,3 +154,55 @@ func DeadLetter(ctx goka.Context, topic goka.Stream, processor string, raw []byt
 		RecordedAt: time.Now().UTC(),
 	})
 }
+
+// Processor is what every StreamTools goka group has: the goka processor,
+// its group name, its dead-letter topic, log and metrics. Each group's
+// package embeds it and adds its callbacks.
+type Processor struct {
+	Proc       *goka.Processor
+	Group      string
+	deadLetter goka.Stream
+	log        *slog.Logger
+	metrics    *procmetrics.Metrics
+}
+
+// NewProcessor builds the goka processor of graph with ProcessorOptions.
+// The graph must declare goka.Output(deadLetter, schemas.DeadLetterCodec).
+func NewProcessor(brokers []string, graph *goka.GroupGraph, o Options, replication int, deadLetter goka.Stream, m *procmetrics.Metrics) (*Processor, error) {
+	opts, err := ProcessorOptions(o, replication)
+	if err != nil {
+		return nil, err
+	}
+	group := string(graph.Group())
+	proc, err := goka.NewProcessor(brokers, graph, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating the goka processor: %w", group, err)
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Processor{Proc: proc, Group: group, deadLetter: deadLetter, log: o.Log, metrics: m}, nil
+}
+
+// Run processes until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.Proc.Run(ctx); err != nil {
+		return fmt.Errorf("%s: running: %w", p.Group, err)
+	}
+	return nil
+}
+
+// WaitForReady blocks until the table (if any) is recovered and input
+// flows.
+func (p *Processor) WaitForReady(ctx context.Context) error { return p.Proc.WaitForReadyContext(ctx) }
+
+// DeadLetter sends the current input record to the dead-letter topic with
+// its reason, logs it and counts it.
+func (p *Processor) DeadLetter(ctx goka.Context, raw []byte, reason string) {
+	p.log.Warn("dead letter", "group", p.Group, "topic", ctx.Topic(), "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	DeadLetter(ctx, p.deadLetter, p.Group, raw, reason)
+	p.metrics.DeadLetter(p.Group)
+}
+
+// Applied counts an input applied to a row, or skipped as applied already.
+func (p *Processor) Applied(replay bool) { p.metrics.Applied(p.Group, replay) }
