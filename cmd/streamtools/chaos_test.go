@@ -497,6 +497,12 @@ func TestChaos(t *testing.T) {
 	type rowKey struct{ influencer, campaign string }
 	type counts struct{ counted, dupVisitor, dupEventID int64 }
 	want := map[rowKey]counts{}
+	// Rows where a request got no answer or a 5xx: the record may have
+	// reached the broker later than its retry (an edge's producer still
+	// held it), so which attempt counted, and so the duplicates' reasons,
+	// may differ from the send order. Their counted total and duplicates
+	// total cannot.
+	reordered := map[rowKey]bool{}
 	visitors := map[string]bool{}
 	eventIDs := map[string]bool{}
 	extraLeft := maps(extraByEventID)
@@ -511,6 +517,9 @@ func TestChaos(t *testing.T) {
 				continue
 			}
 			k := rowKey{a.influencer, a.campaign}
+			if a.ambiguous {
+				reordered[k] = true
+			}
 			c := want[k]
 			v := a.ip + "|" + a.ua
 			switch {
@@ -546,7 +555,12 @@ func TestChaos(t *testing.T) {
 	}
 	bad := 0
 	for k, w := range want {
-		if got[k] != w {
+		g := got[k]
+		if reordered[k] {
+			w.dupVisitor, w.dupEventID = w.dupVisitor+w.dupEventID, 0
+			g.dupVisitor, g.dupEventID = g.dupVisitor+g.dupEventID, 0
+		}
+		if g != w {
 			bad++
 			if bad <= 10 {
 				t.Errorf("daily_stats %v: got %+v, want %+v", k, got[k], w)
@@ -654,8 +668,8 @@ func TestChaos(t *testing.T) {
 		fmt.Fprintf(&r, "  SIGKILL %-9s down %5v, then Postgres counted the %d postbacks acknowledged so far within %v\n",
 			k.name, k.down.Round(10*time.Millisecond), k.ackedAtRun, k.catchUp.Round(10*time.Millisecond))
 	}
-	fmt.Fprintf(&r, "  events rows: %d for %d acknowledged postbacks (%d missing); daily_stats rows differing from the reference: %d of %d\n",
-		len(seen), len(ackedIDs), missing, bad, len(want))
+	fmt.Fprintf(&r, "  events rows: %d for %d acknowledged postbacks (%d missing); daily_stats rows differing from the reference: %d of %d (%d with a lost answer compared on counted and total duplicates)\n",
+		len(seen), len(ackedIDs), missing, bad, len(want), len(reordered))
 	t.Log("\n" + r.String())
 	if dir := os.Getenv("STREAMTOOLS_ARTIFACTS"); dir != "" {
 		os.WriteFile(filepath.Join(dir, "chaos-report.txt"), []byte(r.String()), 0o644)
