@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
@@ -42,7 +44,43 @@ func newApp() *cli.Command {
 		Usage: "turn brands' postbacks into live counts for streamers' widgets, a dashboard and Postgres",
 		Description: "Every flag can also be set with the environment variable shown beside it.\n" +
 			"Start with `streamtools dev`: everything in one process, on embedded defaults.",
+		Version:               version(),
 		Commands:              commands,
 		EnableShellCompletion: true,
+		// Without it, an unknown command printed "No help topic for ..."
+		// and nothing else.
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Args().Len() == 0 {
+				return cli.ShowAppHelp(cmd)
+			}
+			var names []string
+			for _, c := range cmd.VisibleCommands() {
+				names = append(names, c.Name)
+			}
+			return fmt.Errorf("unknown command %q; the commands are %s (streamtools --help says what each does)",
+				cmd.Args().First(), strings.Join(names, ", "))
+		},
 	}
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as Go recorded them (`go install` of a tagged version, or a build
+// in a git checkout).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v + " " + bi.GoVersion
 }
