@@ -230,7 +230,7 @@ func TestChaos(t *testing.T) {
 	waitTCP(t, brokerAddr)
 
 	// The tenant: anti-cheat on, rate limit high enough for the load.
-	tenantArgs := []string{"--brokers", brokerAddr, "--topic-prefix", prefix, "--partitions", "4"}
+	tenantArgs := []string{"--brokers", brokerAddr, "--topic-prefix", prefix}
 	mustRun(t, append([]string{"customers", "set", "--code", "acme", "--timezone", "Europe/Paris", "--anticheat"}, tenantArgs...)...)
 	key := strings.TrimSpace(mustRun(t, append([]string{"keys", "create", "--customer", "acme"}, tenantArgs...)...))
 

@@ -26,8 +26,9 @@ type tenantSession struct {
 }
 
 func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) {
-	names, err := namesFrom(cmd)
-	if err != nil {
+	// Tenant topics do not depend on the processor generation.
+	names := schemas.NewNames(cmd.String("topic-prefix"))
+	if err := names.Validate(); err != nil {
 		return nil, err
 	}
 	brokers := brokersFrom(cmd)
@@ -37,7 +38,13 @@ func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) 
 	}
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := kafkautil.EnsureTopics(tctx, cl, kafkautil.CoreTopics(names, int32(cmd.Int("partitions")))); err != nil {
+	var specs []kafkautil.TopicSpec
+	for _, t := range kafkautil.CoreTopics(names, 0) {
+		if t.Name == names.Customers() || t.Name == names.AccessKeys() || t.Name == names.Salts() {
+			specs = append(specs, t)
+		}
+	}
+	if err := kafkautil.EnsureTopics(tctx, cl, specs); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("reaching the brokers %v (is `streamtools broker` or dev running?): %w", brokers, err)
 	}
@@ -97,7 +104,7 @@ func init() {
 					&cli.StringFlag{Name: "timezone", Usage: "IANA time zone that defines \"the same day\" (default UTC for a new customer)"},
 					&cli.BoolFlag{Name: "anticheat", Usage: "filter the same visitor doing the same action twice on one day (--anticheat=false to turn off)"},
 					&cli.IntFlag{Name: "rate-limit", Usage: "postbacks per second per access key; 0 = the edge's default"},
-				}, kafkaFlags()...),
+				}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					c := schemas.Customer{Code: cmd.String("code"), TimeZone: "UTC"}
 					if t, ok := s.reg.Customer(c.Code); ok {
@@ -132,7 +139,7 @@ func init() {
 					&cli.StringFlag{Name: "event-types", Usage: "event types the widget counts, comma separated (empty = all)"},
 					&cli.IntFlag{Name: "goal", Usage: "widget goal"},
 					&cli.BoolFlag{Name: "delete", Usage: "remove the product instead"},
-				}, kafkaFlags()...),
+				}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					t, ok := s.reg.Customer(cmd.String("customer"))
 					if !ok {
@@ -171,7 +178,7 @@ func init() {
 			{
 				Name:  "list",
 				Usage: "list customers and their products",
-				Flags: kafkaFlags(),
+				Flags: tenantFlags(),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					cs := s.reg.Customers()
 					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
@@ -198,7 +205,7 @@ func init() {
 			{
 				Name:  "create",
 				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
-				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, kafkaFlags()...),
+				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
 					if _, ok := s.reg.Customer(code); !ok {
@@ -217,7 +224,7 @@ func init() {
 				Name:      "revoke",
 				Usage:     "revoke a key, given the key itself or the id (hash prefix) that `keys list` shows",
 				ArgsUsage: "<key or id>",
-				Flags:     kafkaFlags(),
+				Flags:     tenantFlags(),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					arg := cmd.Args().First()
 					if arg == "" {
@@ -237,7 +244,7 @@ func init() {
 			{
 				Name:  "list",
 				Usage: "list keys (ids only; keys themselves are never stored)",
-				Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's keys"}}, kafkaFlags()...),
+				Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's keys"}}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					ks := s.reg.Keys()
 					sort.Slice(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
@@ -279,3 +286,7 @@ func findKey(keys []schemas.AccessKey, arg string) (schemas.AccessKey, error) {
 		return schemas.AccessKey{}, tenant.ErrAmbiguousKey
 	}
 }
+
+// tenantFlags are the flags of the customers and keys commands: the tenant
+// topics depend on the topic prefix only.
+func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers, flagTopicPrefix} }
