@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -67,21 +68,24 @@ type field struct {
 	// browser, not the sender, chooses it: a stray one must not cost the
 	// brand its postback.
 	shown bool
-	ptr   func(*Request) *string
+	// fix, when set, is the advice of the macro error: the field takes an
+	// id or a code, never an unfilled affiliate macro (see macro).
+	fix string
+	ptr func(*Request) *string
 }
 
 var fields = [...]field{
-	{"influencer_id", MaxInfluencerID, true, true, func(r *Request) *string { return &r.InfluencerID }},
-	{"product", MaxProduct, true, true, func(r *Request) *string { return &r.Product }},
-	{"event_type", MaxEventType, false, true, func(r *Request) *string { return &r.EventType }},
-	{"event_name", MaxEventName, false, true, func(r *Request) *string { return &r.EventName }},
-	{"campaign", MaxCampaign, false, true, func(r *Request) *string { return &r.Campaign }},
-	{"medium", MaxMedium, false, true, func(r *Request) *string { return &r.Medium }},
-	{"source", MaxSource, false, true, func(r *Request) *string { return &r.Source }},
-	{"ip", MaxIP, false, false, func(r *Request) *string { return &r.IP }},
-	{"country", 2, false, true, func(r *Request) *string { return &r.Country }},
-	{"user_agent", MaxUserAgent, false, false, func(r *Request) *string { return &r.UserAgent }},
-	{"event_id", MaxEventID, false, true, func(r *Request) *string { return &r.EventID }},
+	{"influencer_id", MaxInfluencerID, true, true, "send the influencer's real id", func(r *Request) *string { return &r.InfluencerID }},
+	{"product", MaxProduct, true, true, "send the product's code", func(r *Request) *string { return &r.Product }},
+	{"event_type", MaxEventType, false, true, "send the event's type, such as sale, or leave it out", func(r *Request) *string { return &r.EventType }},
+	{"event_name", MaxEventName, false, true, "", func(r *Request) *string { return &r.EventName }},
+	{"campaign", MaxCampaign, false, true, "send the campaign's real name, or leave it out", func(r *Request) *string { return &r.Campaign }},
+	{"medium", MaxMedium, false, true, "send the real medium, or leave it out", func(r *Request) *string { return &r.Medium }},
+	{"source", MaxSource, false, true, "send the real source, or leave it out", func(r *Request) *string { return &r.Source }},
+	{"ip", MaxIP, false, false, "", func(r *Request) *string { return &r.IP }},
+	{"country", 2, false, true, "", func(r *Request) *string { return &r.Country }},
+	{"user_agent", MaxUserAgent, false, false, "", func(r *Request) *string { return &r.UserAgent }},
+	{"event_id", MaxEventID, false, true, "send the transaction's real id", func(r *Request) *string { return &r.EventID }},
 }
 
 // set stores value into the field called name; unknown names are ignored
@@ -129,6 +133,9 @@ func (r *Request) Validate() error {
 				return fieldErr(f.name, "%s contains the bidirectional formatting character U+%04X at byte %d: remove it; it changes how the text around it is displayed", f.name, r, i)
 			}
 		}
+		if f.fix != "" && isMacro(v) {
+			return fieldErr(f.name, "%s is %q, an affiliate macro your network did not fill in: %s", f.name, v, f.fix)
+		}
 	}
 	if r.EventType == "" {
 		r.EventType = schemas.DefaultEventType
@@ -155,6 +162,46 @@ func (r *Request) Validate() error {
 		r.IP = a.Unmap().String()
 	}
 	return nil
+}
+
+// isMacro reports a value that is, whole, an affiliate-network placeholder
+// left unfilled: {name}, {{name}}, ${name}, [name] or %name%, where name is
+// letters, digits, underscores, dots or dashes; also one percent-encoded
+// once more (%7Bname%7D sent in a JSON body, or encoded twice in a URL).
+// Stored as is, every later postback with the same placeholder as event_id
+// would count as a duplicate of the first. A value with anything around the
+// placeholder ("sale {x}", "{a} {b}") is accepted.
+func isMacro(v string) bool {
+	if macroForm(v) {
+		return true
+	}
+	if strings.IndexByte(v, '%') >= 0 {
+		if u, err := url.PathUnescape(v); err == nil && u != v {
+			return macroForm(u)
+		}
+	}
+	return false
+}
+
+func macroForm(v string) bool {
+	var name string
+	switch {
+	case len(v) > 4 && strings.HasPrefix(v, "{{") && strings.HasSuffix(v, "}}"):
+		name = v[2 : len(v)-2]
+	case len(v) > 3 && strings.HasPrefix(v, "${") && v[len(v)-1] == '}':
+		name = v[2 : len(v)-1]
+	case len(v) > 2 && (v[0] == '{' && v[len(v)-1] == '}' || v[0] == '[' && v[len(v)-1] == ']' || v[0] == '%' && v[len(v)-1] == '%'):
+		name = v[1 : len(v)-1]
+	default:
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isLetter(c) && (c < '0' || c > '9') && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 var errCountryForm = fieldErr("country", "country must be an ISO 3166-1 alpha-2 code, two letters such as FR")

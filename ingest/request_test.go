@@ -136,6 +136,31 @@ func TestValidate(t *testing.T) {
 		{"ip with a zone", func(r *Request) { r.IP = "fe80::1%eth0" }, "ip", nil},
 		{"ip garbage", func(r *Request) { r.IP = "300.1.1.1" }, "ip", nil},
 		{"ip host name", func(r *Request) { r.IP = "example.com" }, "ip", nil},
+		{"macro {transaction_id} in event_id", func(r *Request) { r.EventID = "{transaction_id}" }, "event_id", func(t *testing.T, r Request) {
+			err := r.Validate()
+			want := `event_id is "{transaction_id}", an affiliate macro your network did not fill in: send the transaction's real id`
+			if err == nil || err.(*FieldError).Msg != want {
+				t.Errorf("error %v, want %s", err, want)
+			}
+		}},
+		{"macro {{transaction_id}} in event_id", func(r *Request) { r.EventID = " {{transaction_id}} " }, "event_id", nil},
+		{"macro ${transaction_id} in event_id", func(r *Request) { r.EventID = "${transaction_id}" }, "event_id", nil},
+		{"macro [transaction_id] in event_id", func(r *Request) { r.EventID = "[transaction_id]" }, "event_id", nil},
+		{"macro %transaction_id% in event_id", func(r *Request) { r.EventID = "%transaction_id%" }, "event_id", nil},
+		{"macro still percent-encoded in event_id", func(r *Request) { r.EventID = "%7Btransaction_id%7D" }, "event_id", nil},
+		{"macro {clickid} in influencer_id", func(r *Request) { r.InfluencerID = "{clickid}" }, "influencer_id", nil},
+		{"macro {aff_sub.2} in campaign", func(r *Request) { r.Campaign = "{aff_sub.2}" }, "campaign", nil},
+		{"macro {sku} in product", func(r *Request) { r.Product = "{sku}" }, "product", nil},
+		{"macro [event] in event_type", func(r *Request) { r.EventType = "[event]" }, "event_type", nil},
+		{"macro {utm-medium} in medium", func(r *Request) { r.Medium = "{utm-medium}" }, "medium", nil},
+		{"macro {{source}} in source", func(r *Request) { r.Source = "{{source}}" }, "source", nil},
+		{"macro form in event_name is kept", func(r *Request) { r.EventName = "{checkout}" }, "", nil},
+		{"braces inside a value are fine", func(r *Request) { r.EventID = "tx-{42}" }, "", nil},
+		{"two macros with text are fine", func(r *Request) { r.Campaign = "{a} {b}" }, "", nil},
+		{"braces around a space are fine", func(r *Request) { r.Campaign = "{summer sale}" }, "", nil},
+		{"empty braces are fine", func(r *Request) { r.EventID = "{}" }, "", nil},
+		{"percent text is fine", func(r *Request) { r.Campaign = "50% off" }, "", nil},
+		{"unbalanced braces are fine", func(r *Request) { r.EventID = "{{tx}" }, "", nil},
 		{"whitespace trimmed", func(r *Request) { r.Source = " twitch " }, "", func(t *testing.T, r Request) {
 			if r.Source != "twitch" {
 				t.Errorf("source %q, want twitch", r.Source)
