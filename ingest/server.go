@@ -303,10 +303,27 @@ func (s *Server) newApp() *fiber.App {
 	app.Post("/:key/batch", s.handleBatch)
 	app.Post("/:key", s.handlePostback)
 	app.Get("/:key", s.handlePostback)
-	app.Use(func(c *fiber.Ctx) error {
-		return s.sendError(c, "other", fiber.StatusNotFound, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
-	})
+	app.Use(s.notRouted)
 	return app
+}
+
+// notRouted answers what no route took: 405 with Allow for a known path
+// and another method, else 404.
+func (s *Server) notRouted(c *fiber.Ctx) error {
+	allow, msg := "", ""
+	p := strings.TrimSuffix(c.Path(), "/")
+	switch {
+	case p == "/healthz" || p == "/readyz" || p == "/metrics":
+		allow, msg = "GET, HEAD", "send GET "+p
+	case len(p) > 1 && strings.IndexByte(p[1:], '/') < 0:
+		allow, msg = "GET, POST", "send a postback with POST /{access_key} (a JSON object or a form body) or GET /{access_key}?influencer_id=...&product=..."
+	case strings.HasSuffix(p, "/batch") && strings.Count(p, "/") == 2 && len(p) > len("//batch"):
+		allow, msg = "POST", "send a batch with POST /{access_key}/batch (a JSON array or NDJSON body)"
+	default:
+		return s.sendError(c, "other", fiber.StatusNotFound, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
+	}
+	c.Set(fiber.HeaderAllow, allow)
+	return s.sendError(c, "other", fiber.StatusMethodNotAllowed, "", fmt.Sprintf("method %s is not allowed here (allowed: %s): %s", c.Method(), allow, msg))
 }
 
 // Run serves until ctx is done, then shuts down in order: stop accepting,
@@ -462,6 +479,11 @@ func (s *Server) refuseMalformed(ctx *fasthttp.RequestCtx, err error) {
 		code = fiber.StatusRequestTimeout
 	}
 	field, msg := s.refusal(code, err)
+	if code == fiber.StatusRequestEntityTooLarge && !bytes.HasSuffix(ctx.Path(), []byte("/batch")) {
+		// fasthttp applies the batch's limit to every path (Fiber has one
+		// BodyLimit): quote the single endpoint's own.
+		msg = s.tooLarge(ctx.Request.Header.ContentLength())
+	}
 	// Not the error: its text may quote the request.
 	s.log.Debug("refused a request that is not valid HTTP/1.1", "status", code, "field", field)
 	s.writeRefusal(ctx, code, field, msg)
@@ -473,7 +495,7 @@ func (s *Server) refuseMalformed(ctx *fasthttp.RequestCtx, err error) {
 func (s *Server) refusal(code int, err error) (field, msg string) {
 	switch code {
 	case fiber.StatusRequestEntityTooLarge:
-		return "body", fmt.Sprintf("the body is larger than %d bytes: send smaller postbacks or split the batch", s.cfg.BatchBodyLimit)
+		return "body", fmt.Sprintf("the body is larger than %d bytes, the limit of a batch: split the batch", s.cfg.BatchBodyLimit)
 	case fiber.StatusRequestHeaderFieldsTooLarge:
 		return "headers", "the request headers are too large: keep the request line and headers under 4 KiB"
 	case fiber.StatusRequestTimeout:
@@ -590,8 +612,7 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 	// take it once.
 	body := c.Body()
 	if len(body) > s.cfg.BodyLimit {
-		return s.sendError(c, endpoint, fiber.StatusRequestEntityTooLarge, "body",
-			fmt.Sprintf("the body is %d bytes: the limit of one postback is %d; use /batch for many", len(body), s.cfg.BodyLimit))
+		return s.sendError(c, endpoint, fiber.StatusRequestEntityTooLarge, "body", s.tooLarge(len(body)))
 	}
 	// One clock reading serves the rate limiter, the record's received_at
 	// and the start of the produce latency.
@@ -628,6 +649,15 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 	resp.AppendBodyString(id)
 	resp.AppendBodyString(`"}`)
 	return nil
+}
+
+// tooLarge is the 413 message of a single postback of n bytes (n < 0:
+// unknown, a chunked body).
+func (s *Server) tooLarge(n int) string {
+	if n < 0 {
+		return fmt.Sprintf("the body is larger than %d bytes, the limit of one postback: send one postback per request, or many to /{access_key}/batch", s.cfg.BodyLimit)
+	}
+	return fmt.Sprintf("the body is %d bytes: the limit of one postback is %d; use /batch for many", n, s.cfg.BodyLimit)
 }
 
 // errProduceTimeout is the error of a record not acknowledged within
@@ -723,6 +753,9 @@ func (s *Server) decode(c *fiber.Ctx, body []byte, r *Request) error {
 	}
 	// JSON is the default: many senders send it as text/plain or without a
 	// Content-Type.
+	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
+		return fieldErr("body", "the body is a JSON array: send arrays of postbacks to POST /{access_key}/batch, or one JSON object here")
+	}
 	return DecodeJSON(body, r)
 }
 
@@ -732,7 +765,8 @@ func looksLikeJSON(b []byte) bool {
 		case ' ', '\t', '\r', '\n':
 			continue
 		}
-		return c == '{'
+		// A form body never starts with either.
+		return c == '{' || c == '['
 	}
 	return false
 }

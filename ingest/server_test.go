@@ -191,7 +191,10 @@ func TestStatuses(t *testing.T) {
 		{"revoked key", "POST", "/" + revokedKey, "", seedBody, 401, "access_key"},
 		{"body over the single limit", "POST", "/" + testKey, "", string(big), 413, "body"},
 		{"no such endpoint", "POST", "/" + testKey + "/x/y", "", seedBody, 404, ""},
-		{"method", "PUT", "/" + testKey, "", seedBody, 404, ""},
+		{"method", "PUT", "/" + testKey, "", seedBody, 405, ""},
+		{"method on batch", "GET", "/" + testKey + "/batch", "", "", 405, ""},
+		{"JSON array to the single endpoint", "POST", "/" + testKey, "application/json", "[" + seedBody + "]", 400, "body"},
+		{"JSON array as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", " [" + seedBody + "]", 400, "body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,24 +220,58 @@ func TestStatuses(t *testing.T) {
 			}
 		})
 	}
-	t.Run("body over the batch limit", func(t *testing.T) {
-		// The edge answers 413 from the Content-Length, before the body:
-		// send the headers alone and read the answer, as a client whose
-		// write is cut short would.
-		conn, err := net.Dial("tcp", e.Addr())
-		if err != nil {
-			t.Fatal(err)
+	// The edge answers 413 from the Content-Length, before the body: send
+	// the headers alone and read the answer, as a client whose write is cut
+	// short would. Each endpoint quotes its own limit.
+	for _, tt := range []struct{ name, path, limit, not string }{
+		{"body over the batch limit", "/" + testKey + "/batch", "1048576", "16384"},
+		{"single body over the batch limit quotes the single limit", "/" + testKey, "16384", "1048576"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", e.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[", tt.path, 2<<20)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 413 || !strings.Contains(string(b), `"field":"body"`) {
+				t.Fatalf("status %d %s, want 413 on body", resp.StatusCode, b)
+			}
+			if !strings.Contains(string(b), tt.limit) || strings.Contains(string(b), tt.not) {
+				t.Errorf("413 body %s does not quote the limit %s of %s alone", b, tt.limit, tt.path)
+			}
+		})
+	}
+	t.Run("405 lists the allowed methods", func(t *testing.T) {
+		for _, tt := range []struct{ method, path, allow, fix string }{
+			{"PUT", "/" + testKey, "GET, POST", "POST /{access_key}"},
+			{"DELETE", "/" + testKey + "/", "GET, POST", "GET /{access_key}?"},
+			{"GET", "/" + testKey + "/batch", "POST", "POST /{access_key}/batch"},
+			{"DELETE", "/healthz", "GET, HEAD", "GET /healthz"},
+		} {
+			a := do(t, tt.method, e.url+tt.path, "", nil)
+			if a.code != 405 || a.header.Get("Allow") != tt.allow {
+				t.Errorf("%s %s: %d, Allow %q, want 405 with Allow %q", tt.method, tt.path, a.code, a.header.Get("Allow"), tt.allow)
+			}
+			msg, _ := a.json(t)["error"].(string)
+			if !strings.Contains(msg, tt.fix) || strings.Contains(msg, testKey) {
+				t.Errorf("%s %s: message %q names no fix %q, or echoes the key", tt.method, tt.path, msg, tt.fix)
+			}
 		}
-		defer conn.Close()
-		fmt.Fprintf(conn, "POST /%s/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[", testKey, 2<<20)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
+		if a := do(t, "PUT", e.url+"/"+testKey+"/x/batch", "", nil); a.code != 404 || a.header.Get("Allow") != "" {
+			t.Errorf("PUT of an unknown path: %d, Allow %q, want 404 without Allow", a.code, a.header.Get("Allow"))
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 413 || !strings.Contains(string(b), `"field":"body"`) {
-			t.Fatalf("status %d %s, want 413 on body", resp.StatusCode, b)
+	})
+	t.Run("a JSON array names the batch endpoint", func(t *testing.T) {
+		a := do(t, "POST", e.url+"/"+testKey, "", []byte("["+seedBody+"]"))
+		if msg, _ := a.json(t)["error"].(string); !strings.Contains(msg, "/{access_key}/batch") {
+			t.Errorf("message %q does not name /{access_key}/batch", msg)
 		}
 	})
 	t.Run("unknown product lists the known ones", func(t *testing.T) {
