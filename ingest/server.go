@@ -64,7 +64,7 @@ type Config struct {
 	// BatchMaxItems is the largest item count of a batch; default 1000.
 	BatchMaxItems int
 	// MaxConns bounds concurrent connections; default 16384. Connections
-	// beyond it are refused with 503.
+	// beyond it are answered the JSON 503 with Retry-After, then closed.
 	MaxConns int
 	// ProduceTimeout bounds how long a request waits for Kafka's
 	// acknowledgement (and for a salt) before the edge answers 503 with
@@ -229,10 +229,15 @@ func New(cfg Config) (*Server, error) {
 		s.closeClients()
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
 	}
-	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
 		s.closeClients()
 		return nil, fmt.Errorf("ingest: listening on Addr %s: %w", cfg.Addr, err)
 	}
+	s.ln = newConnLimit(ln, cfg.MaxConns, s.retry, func() {
+		s.metrics.request("other", fiber.StatusServiceUnavailable)
+		s.warnThrottled("answering 503 to a connection: --max-conns connections are open", "max_conns", cfg.MaxConns)
+	})
 	s.app = s.newApp()
 	return s, nil
 }
@@ -266,11 +271,15 @@ func (s *Server) newApp() *fiber.App {
 		AppName:               "streamtools-ingest",
 		DisableStartupMessage: true,
 		BodyLimit:             s.cfg.BatchBodyLimit,
-		Concurrency:           s.cfg.MaxConns,
-		ReadTimeout:           s.cfg.ReadTimeout,
-		WriteTimeout:          s.cfg.WriteTimeout,
-		IdleTimeout:           s.cfg.IdleTimeout,
-		ErrorHandler:          s.errorHandler,
+		// The listener (connLimit) bounds connections to MaxConns with a
+		// JSON 503; fasthttp's limit, whose 503 is plain text, is a
+		// backstop above it (a closed connection's worker is released
+		// just after the listener counts it closed).
+		Concurrency:  2 * s.cfg.MaxConns,
+		ReadTimeout:  s.cfg.ReadTimeout,
+		WriteTimeout: s.cfg.WriteTimeout,
+		IdleTimeout:  s.cfg.IdleTimeout,
+		ErrorHandler: s.errorHandler,
 		// Keys are case-sensitive.
 		CaseSensitive: true,
 	})

@@ -708,3 +708,68 @@ func TestRevokeTakesEffect(t *testing.T) {
 		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(seedBody)).code == 401
 	})
 }
+
+// TestMaxConns: a connection beyond MaxConns gets the JSON 503 with
+// Retry-After, like every other error, not fasthttp's plain text; a place
+// given back is taken again.
+func TestMaxConns(t *testing.T) {
+	e := startEdge(t, func(c *Config) { c.MaxConns = 1 })
+	// The readiness probes left a keep-alive connection open.
+	http.DefaultClient.CloseIdleConnections()
+	healthz := func(conn net.Conn) (*http.Response, []byte, error) {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return nil, nil, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	// take holds a connection once the edge served it.
+	take := func() net.Conn {
+		var held net.Conn
+		kafkatest.Eventually(t, 10*time.Second, "the edge to serve one connection", func() bool {
+			conn, err := net.Dial("tcp", e.Addr())
+			if err != nil {
+				return false
+			}
+			if resp, _, err := healthz(conn); err == nil && resp.StatusCode == 200 {
+				held = conn
+				return true
+			}
+			conn.Close()
+			return false
+		})
+		return held
+	}
+	a := take()
+	for i := range 3 {
+		b, err := net.Dial("tcp", e.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body, err := healthz(b)
+		b.Close()
+		if err != nil {
+			t.Fatalf("connection %d over the limit: %v", i, err)
+		}
+		var m map[string]any
+		switch {
+		case resp.StatusCode != 503:
+			t.Fatalf("connection %d over the limit: %d %s, want 503", i, resp.StatusCode, body)
+		case resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &m) != nil:
+			t.Fatalf("503 is %q: %s, want JSON", resp.Header.Get("Content-Type"), body)
+		case resp.Header.Get("Retry-After") != "1":
+			t.Errorf("Retry-After %q, want 1", resp.Header.Get("Retry-After"))
+		}
+		if msg, _ := m["error"].(string); !strings.Contains(msg, "--max-conns") {
+			t.Errorf("message %q does not name --max-conns", msg)
+		}
+	}
+	a.Close()
+	take().Close()
+}
