@@ -103,21 +103,22 @@ func browser(t *testing.T, width, height int) context.Context {
 
 // pageState is window.streamtoolsWidget, plus what the page shows.
 type pageState struct {
-	Total      *int64 `json:"total"`
-	Connected  bool   `json:"connected"`
-	Snapshots  int    `json:"snapshots"`
-	Updates    int    `json:"updates"`
-	Alerts     int    `json:"alerts"`
-	Reconnects int    `json:"reconnects"`
-	Shown      string `json:"shown"` // the counter's text
-	Badge      bool   `json:"badge"` // the "disconnected" badge is visible
-	Fill       string `json:"fill"`  // the goal bar's width
+	Total      *int64         `json:"total"`
+	Connected  bool           `json:"connected"`
+	Snapshots  int            `json:"snapshots"`
+	Updates    int            `json:"updates"`
+	Alerts     int            `json:"alerts"`
+	Reconnects int            `json:"reconnects"`
+	Shown      string         `json:"shown"`  // the counter's text
+	Badge      bool           `json:"badge"`  // the "disconnected" badge is visible
+	Fill       string         `json:"fill"`   // the goal bar's width
+	Closes     map[string]int `json:"closes"` // websocket closes by code
 }
 
 const stateJS = `(() => {
 	const s = window.streamtoolsWidget || {};
 	return {total: s.total, connected: !!s.connected, snapshots: s.snapshots|0, updates: s.updates|0,
-		alerts: s.alerts|0, reconnects: s.reconnects|0,
+		alerts: s.alerts|0, reconnects: s.reconnects|0, closes: s.closes || {},
 		shown: document.getElementById('count').textContent,
 		badge: !document.getElementById('badge').hidden,
 		fill: getComputedStyle(document.getElementById('fill')).width};
@@ -264,8 +265,18 @@ func TestBrowserWidget(t *testing.T) {
 
 	// Restart: the page shows the badge (preview only) while widgetd is
 	// down, and an event counted meanwhile appears with the new snapshot.
+	// widgetd says "going away" (1001) to the page before it stops
+	// serving, and stops at once; the page keeps its last total.
+	start := time.Now()
 	stop()
+	t.Logf("widgetd stopped in %v with the page open", time.Since(start))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("stopping widgetd with the page open took %v; want under 2s", took)
+	}
 	st = waitPage(t, bctx, "the page noticing widgetd went away", func(s pageState) bool { return !s.Connected && s.Badge })
+	if st.Closes["1001"] != 1 || st.Shown != "2" {
+		t.Errorf("after widgetd stopped: %+v; want one close with 1001 (going away) and the counter still at 2", st)
+	}
 	postback("203.0.113.9")
 	srv2, _ := sys.startServer(addr)
 	st = waitPage(t, bctx, "the page reconnected with total 3", func(s pageState) bool {

@@ -18,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamtools/streamtools/internal/tenant"
@@ -153,7 +154,10 @@ type Server struct {
 
 	closing   chan struct{} // closed when shutdown begins: websockets say goodbye
 	closeOnce sync.Once
+	connMu    sync.Mutex     // orders conns.Add before closing (and so before conns.Wait)
 	conns     sync.WaitGroup // open websocket handlers
+	freshMu   sync.Mutex
+	fresh     map[net.Conn]struct{} // HTTP connections that have not sent a byte yet
 	nconns    atomic.Int64
 	ran       atomic.Bool
 }
@@ -172,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Log, hub: newHub(cfg.HeartbeatInterval), metrics: m,
 		caught: make(chan struct{}), ready: make(chan struct{}), closing: make(chan struct{}),
+		fresh: map[net.Conn]struct{}{},
 	}
 	s.reg = cfg.Registry
 	if s.reg == nil {
@@ -211,9 +216,11 @@ func (s *Server) caughtUp() {
 	})
 }
 
-// Run serves until ctx is done, then shuts down in order: stop accepting,
-// say goodbye to every websocket (close code 1001, pages reconnect), stop
-// the tailer and the registry. It returns the first error of a component.
+// Run serves until ctx is done, then shuts down in order: say goodbye to
+// every websocket (close code 1001, pages keep their total and reconnect),
+// stop accepting, stop the tailer and the registry. It returns the first
+// error of a component. Cancelling ctx more than once is harmless; a
+// second Run returns an error.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("widgetd: Run called twice: create a new Server")
@@ -253,12 +260,14 @@ func (s *Server) Run(ctx context.Context) error {
 	case err := <-serveErr:
 		runErr = fmt.Errorf("widgetd: serving http: %w", err)
 	}
-	// 1. Stop intake.
-	if err := s.app.ShutdownWithTimeout(s.cfg.ShutdownTimeout); err != nil {
-		s.log.Warn("shutting down the http server", "err", err)
-	}
-	// 2. Close every websocket with "going away"; pages reconnect elsewhere.
+	// 1. Close every websocket first, with "going away" (1001): pages keep
+	// their last total and reconnect at once (to another instance behind
+	// the load balancer, or to this one once restarted). From here on new
+	// upgrades get 503. The HTTP server's shutdown comes second, so that
+	// no page waits on it.
+	s.connMu.Lock()
 	s.closeOnce.Do(func() { close(s.closing) })
+	s.connMu.Unlock()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
 	select {
@@ -266,6 +275,26 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-time.After(s.cfg.ShutdownTimeout):
 		s.log.Warn("websockets still open after the shutdown timeout", "open", s.nconns.Load())
 	}
+	// 2. Stop intake: close the listener, finish requests in flight. The
+	// HTTP server waits for every connection, and counts one that has not
+	// sent a byte yet (a browser's spare, preconnected socket, or the page
+	// reconnecting right now) as idle only after 5 s: close those
+	// meanwhile, as they carry no request. Their clients retry.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.app.ShutdownWithTimeout(s.cfg.ShutdownTimeout) }()
+	sweep := time.NewTicker(20 * time.Millisecond)
+	for stopped := false; !stopped; {
+		s.closeFresh()
+		select {
+		case err := <-httpDone:
+			stopped = true
+			if err != nil {
+				s.log.Warn("shutting down the http server", "err", err)
+			}
+		case <-sweep.C:
+		}
+	}
+	sweep.Stop()
 	// 3. Stop the tailer and the registry.
 	cancelBg()
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
@@ -349,6 +378,10 @@ func (s *Server) newApp() *fiber.App {
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           60 * time.Second,
 		BodyLimit:             4 << 10, // widgetd only serves GETs
+		// With it, a connection turns active only once its first byte
+		// arrives, so that shutdown can close the ones that never sent
+		// one (see connState) instead of waiting for their read timeout.
+		ReduceMemoryUsage: true,
 		ErrorHandler: func(c *fiber.Ctx, err error) error {
 			code := fiber.StatusInternalServerError
 			var fe *fiber.Error
@@ -358,6 +391,7 @@ func (s *Server) newApp() *fiber.App {
 			return c.Status(code).JSON(fiber.Map{"error": strings.ToLower(err.Error())})
 		},
 	})
+	app.Server().ConnState = s.connState
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", s.readyz)
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
@@ -375,6 +409,28 @@ func (s *Server) newApp() *fiber.App {
 		return c.Status(fiber.StatusMethodNotAllowed).JSON(fiber.Map{"error": "widgetd serves only GET requests"})
 	})
 	return app
+}
+
+// connState keeps track of the connections that have not sent a byte yet
+// (fasthttp's StateNew), for shutdown to close.
+func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
+	s.freshMu.Lock()
+	if st == fasthttp.StateNew {
+		s.fresh[c] = struct{}{}
+	} else {
+		delete(s.fresh, c)
+	}
+	s.freshMu.Unlock()
+}
+
+// closeFresh closes the connections that have not sent a byte yet.
+func (s *Server) closeFresh() {
+	s.freshMu.Lock()
+	for c := range s.fresh {
+		_ = c.Close()
+		delete(s.fresh, c)
+	}
+	s.freshMu.Unlock()
 }
 
 // writePool shares write buffers between websockets: a widget gets a few
@@ -455,6 +511,11 @@ func (s *Server) wsCheck(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.JSON(m)
 	}
+	if s.isClosing() {
+		s.metrics.rejected.WithLabelValues("not_ready").Inc()
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "widgetd is shutting down: retry in a second"})
+	}
 	if s.nconns.Load() >= int64(s.cfg.MaxConnections) {
 		s.metrics.rejected.WithLabelValues("limit").Inc()
 		c.Set(fiber.HeaderRetryAfter, "5")
@@ -476,7 +537,17 @@ var (
 func (s *Server) wsServe(c *websocket.Conn) {
 	p, _ := c.Locals(localsKey).(*wsParams)
 	ws := c.Conn
+	// Registered under connMu so that shutdown, once it has closed
+	// closing, waits for every handler that got past this point.
+	s.connMu.Lock()
+	if s.isClosing() {
+		s.connMu.Unlock()
+		s.goodbye(ws, nil)
+		ws.Close()
+		return
+	}
 	s.conns.Add(1)
+	s.connMu.Unlock()
 	defer s.conns.Done()
 	s.nconns.Add(1)
 	s.metrics.connections.Inc()
@@ -508,7 +579,7 @@ func (s *Server) wsServe(c *websocket.Conn) {
 	select {
 	case <-s.ready:
 	case <-s.closing:
-		s.goodbye(ws)
+		s.goodbye(ws, readerDone)
 		return
 	case <-readerDone:
 		return
@@ -555,7 +626,7 @@ func (s *Server) wsServe(c *websocket.Conn) {
 		case <-readerDone:
 			return
 		case <-s.closing:
-			s.goodbye(ws)
+			s.goodbye(ws, readerDone)
 			return
 		}
 	}
@@ -578,9 +649,33 @@ func (s *Server) write(ws *fws.Conn, a, b []byte) error {
 	return w.Close()
 }
 
-// goodbye tells the page that the server goes away, so it reconnects at
-// once (to another instance behind the load balancer, or to this one once
-// restarted).
-func (s *Server) goodbye(ws *fws.Conn) {
-	_ = ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(fws.CloseGoingAway, "widgetd restarting"), time.Now().Add(time.Second))
+// goodbyeWait bounds how long goodbye waits for the page to answer the
+// close frame.
+const goodbyeWait = time.Second
+
+// goodbye tells the page that the server goes away (1001 "widgetd
+// restarting"), so it keeps its total and reconnects at once (to another
+// instance behind the load balancer, or to this one once restarted). When
+// readerDone is given it then waits, up to goodbyeWait, for the page's
+// close frame, so that the close handshake completes cleanly.
+func (s *Server) goodbye(ws *fws.Conn, readerDone <-chan struct{}) {
+	err := ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(fws.CloseGoingAway, "widgetd restarting"), time.Now().Add(goodbyeWait))
+	if err != nil || readerDone == nil {
+		return
+	}
+	t := time.NewTimer(goodbyeWait)
+	defer t.Stop()
+	select {
+	case <-readerDone:
+	case <-t.C:
+	}
+}
+
+func (s *Server) isClosing() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
 }

@@ -14,7 +14,8 @@
   // state is public for tests and for debugging in OBS's inspector.
   var state = window.streamtoolsWidget = {
     total: null, shown: 0, connected: false, snapshots: 0, updates: 0,
-    heartbeats: 0, reconnects: 0, alerts: 0, heartbeatMs: cfg.heartbeat_ms || 10000, lastMessage: 0
+    heartbeats: 0, reconnects: 0, alerts: 0, heartbeatMs: cfg.heartbeat_ms || 10000, lastMessage: 0,
+    closes: {} // websocket closes by close code
   };
 
   function applySettings(s) {
@@ -139,7 +140,11 @@
       if (ws !== sock) return;
       ws = null;
       setConnected(false);
-      schedule(ev.code === 1001); // 1001: the server restarts, come back at once
+      // The counter keeps its last total until the next snapshot.
+      state.closes[ev.code] = (state.closes[ev.code] || 0) + 1;
+      // 1001 (going away: widgetd shuts down or restarts) and 1012
+      // (service restart): come back at once, then the usual backoff.
+      schedule(ev.code === 1001 || ev.code === 1012);
     };
   }
   function schedule(soon) {
