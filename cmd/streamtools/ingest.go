@@ -14,7 +14,7 @@ import (
 var ingestFlags = []cli.Flag{
 	&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Sources: env("ingest-listen"),
 		Usage: "host:port the postback edge listens on"},
-	&cli.DurationFlag{Name: "produce-timeout", Value: 2 * time.Second, Sources: env("produce-timeout"),
+	&cli.DurationFlag{Name: "produce-timeout", Value: 1500 * time.Millisecond, Sources: env("produce-timeout"),
 		Usage: "how long a request waits for Kafka's acknowledgement before the edge answers 503 with Retry-After"},
 	&cli.DurationFlag{Name: "retry-after", Value: time.Second, Sources: env("retry-after"),
 		Usage: "the Retry-After of 503 and 429 answers"},
