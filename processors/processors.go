@@ -87,9 +87,9 @@ func (c Config) claimsConfig(m *procmetrics.Metrics) claims.Config {
 type Pipeline struct {
 	cfg     Config
 	metrics *procmetrics.Metrics
-	// groupsReady: every group of the running instance is ready;
-	// brokerDown: the last health probe got no answer.
-	groupsReady, brokerDown atomic.Bool
+	// groupsReady: every group of the running instance is ready.
+	groupsReady atomic.Bool
+	watch       *kafkautil.BrokerWatch
 
 	mu     sync.Mutex // guards claims
 	claims *claims.Processor
@@ -118,7 +118,10 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, metrics: m}, nil
+	p := &Pipeline{cfg: cfg, metrics: m}
+	p.watch = &kafkautil.BrokerWatch{Log: cfg.Log, DownMessage: "the broker does not answer: processors stalled, not ready",
+		OnProbe: func(bool) { m.Ready(p.Ready()) }}
+	return p, nil
 }
 
 // ensureTopics creates the postbacks topic if missing, then every other
@@ -296,43 +299,17 @@ func (p *Pipeline) waitForBroker(ctx context.Context, backoff time.Duration) boo
 	}
 }
 
-// probeBroker asks the broker for its metadata every second until ctx
-// ends. While it gets no answer the instance is not ready: goka itself only
-// stalls (its producer retries for a long time), it does not say so. It
-// logs once when the broker stops answering and once when it is back.
+// probeBroker watches the broker until ctx ends: while it gets no answer
+// the instance is not ready (goka itself only stalls, its producer retrying
+// for a long time; it does not say so).
 func (p *Pipeline) probeBroker(ctx context.Context) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
 	if err != nil {
 		return // a configuration error would have failed New
 	}
 	defer cl.Close()
-	var since time.Time
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := cl.Ping(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		switch {
-		case err != nil && since.IsZero():
-			since = time.Now()
-			p.brokerDown.Store(true)
-			p.cfg.Log.Warn("the broker does not answer: processors stalled, not ready", "brokers", p.cfg.Brokers, "err", err)
-		case err == nil && !since.IsZero():
-			p.brokerDown.Store(false)
-			p.cfg.Log.Info("the broker answers again", "after", time.Since(since).Round(time.Millisecond))
-			since = time.Time{}
-		}
-		p.metrics.Ready(p.Ready())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	p.watch.Client = cl
+	p.watch.Run(ctx)
 }
 
 func (p *Pipeline) setReady(ok bool) {
@@ -342,7 +319,7 @@ func (p *Pipeline) setReady(ok bool) {
 
 // Ready reports whether every group recovered its table and consumes, and
 // the broker answers. It is false during start-up and broker outages.
-func (p *Pipeline) Ready() bool { return p.groupsReady.Load() && !p.brokerDown.Load() }
+func (p *Pipeline) Ready() bool { return p.groupsReady.Load() && !p.watch.Down() }
 
 // WaitForReady blocks until Ready or ctx ends.
 func (p *Pipeline) WaitForReady(ctx context.Context) error {

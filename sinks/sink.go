@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -194,7 +195,9 @@ func (s *Sink) run(ctx context.Context, migrate bool) error {
 	defer admin.Close()
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
-	go func() { defer close(watched); watchBrokers(wctx, admin, log) }()
+	watch := &kafkautil.BrokerWatch{Client: admin, Log: log,
+		DownMessage: "the Kafka brokers do not answer: nothing reaches Postgres until they do"}
+	go func() { defer close(watched); watch.Run(wctx) }()
 	defer func() { stopWatch(); <-watched }() // before admin.Close
 	topics := []string{s.dec.eventsTopic, s.dec.statsTopic}
 	var opts []kgo.Opt

@@ -2,6 +2,7 @@ package widgetd
 
 import (
 	"bytes"
+	"github.com/streamtools/streamtools/internal/kafkautil"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -67,7 +68,7 @@ func TestBrokerOutage(t *testing.T) {
 	})
 	t.Logf("/readyz answered 503 %v after the broker closed", time.Since(down).Round(time.Millisecond))
 	// Let the outage last a few probes: still one warning.
-	time.Sleep(3 * probeEvery)
+	time.Sleep(3 * kafkautil.ProbeEvery)
 	if code, _ := readyz(); code != 503 {
 		t.Errorf("/readyz %d during the outage", code)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/tenant"
 	"github.com/streamtools/streamtools/schemas"
 )
@@ -146,7 +147,7 @@ type Server struct {
 	reg     *tenant.Registry
 	ownReg  bool
 	tail    *tailer
-	watch   *brokerWatch
+	watch   *kafkautil.BrokerWatch
 
 	caught    chan struct{} // closed once the stats changelog is caught up
 	caughtOne sync.Once
@@ -188,7 +189,8 @@ func New(cfg Config) (*Server, error) {
 	if s.tail, err = newTailer(s); err != nil {
 		return nil, err
 	}
-	s.watch = &brokerWatch{cl: s.tail.cl, log: s.log}
+	s.watch = &kafkautil.BrokerWatch{Client: s.tail.cl, Log: s.log,
+		DownMessage: "the Kafka brokers do not answer: widgets keep their last totals, /readyz answers 503 until they do"}
 	s.reg.OnChange(func() { s.hub.resettle(s.resolveSettings) })
 	s.app = s.newApp()
 	s.ln = cfg.Listener
@@ -232,7 +234,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return s.reg.Run(gctx) })
 	}
 	g.Go(func() error { return s.tail.run(gctx) })
-	g.Go(func() error { s.watch.run(gctx); return nil })
+	g.Go(func() error { s.watch.Run(gctx); return nil })
 	g.Go(func() error {
 		select {
 		case <-s.caught:
@@ -439,7 +441,7 @@ func (s *Server) closeFresh() {
 var writePool = &sync.Pool{}
 
 func (s *Server) readyz(c *fiber.Ctx) error {
-	down := s.watch.down.Load()
+	down := s.watch.Down()
 	if s.isReady() && !down {
 		return c.JSON(fiber.Map{"status": "ready", "rows": s.hub.rowCount()})
 	}
