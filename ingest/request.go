@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/streamtools/streamtools/schemas"
@@ -123,12 +122,12 @@ func (r *Request) Validate() error {
 			}
 			return fieldErr(f.name, "%s is %d bytes long: the limit is %d", f.name, len(v), f.max)
 		}
-		if i := strings.IndexFunc(v, isControl); i >= 0 {
+		if i := strings.IndexFunc(v, schemas.IsControl); i >= 0 {
 			r, _ := utf8.DecodeRuneInString(v[i:])
 			return fieldErr(f.name, "%s contains the control character U+%04X at byte %d: remove control characters", f.name, r, i)
 		}
 		if f.shown {
-			if i := strings.IndexFunc(v, isBidiControl); i >= 0 {
+			if i := strings.IndexFunc(v, schemas.IsBidiControl); i >= 0 {
 				r, _ := utf8.DecodeRuneInString(v[i:])
 				return fieldErr(f.name, "%s contains the bidirectional formatting character U+%04X at byte %d: remove it; it changes how the text around it is displayed", f.name, r, i)
 			}
@@ -207,18 +206,6 @@ func macroForm(v string) bool {
 var errCountryForm = fieldErr("country", "country must be an ISO 3166-1 alpha-2 code, two letters such as FR")
 
 func isLetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
-
-// isControl reports the C0 controls, DEL and the C1 controls (U+0080 to
-// U+009F): they break log lines, CSV exports and terminals.
-func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
-
-// isBidiControl reports the Unicode bidirectional formatting characters
-// (the Bidi_Control property: U+061C, U+200E, U+200F, U+202A to U+202E,
-// U+2066 to U+2069). They reorder the display of the text around them, so
-// an id holding one can read as another id in the dashboard or a widget URL
-// ("Trojan Source", CVE-2021-42574). All are above U+0600: ASCII and Latin
-// text costs one comparison per character.
-func isBidiControl(r rune) bool { return r >= 0x061c && unicode.Is(unicode.Bidi_Control, r) }
 
 // DecodeJSON decodes one JSON object of postback fields into r, as
 // encoding/json would (see decode.go). Unknown fields are ignored; known

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/streamtools/streamtools/schemas"
 )
 
 // seedBody is the body of the seed document's curl example.
@@ -328,7 +330,7 @@ func FuzzDecoders(f *testing.F) {
 				t.Fatalf("accepted country %q", r.Country)
 			}
 			for _, v := range []string{r.InfluencerID, r.Product, r.EventType, r.EventName, r.Campaign, r.Medium, r.Source, r.EventID} {
-				if strings.ContainsFunc(v, isBidiControl) {
+				if strings.ContainsFunc(v, schemas.IsBidiControl) {
 					t.Fatalf("accepted a bidirectional formatting character in %q", v)
 				}
 			}
@@ -336,7 +338,7 @@ func FuzzDecoders(f *testing.F) {
 				if strings.TrimSpace(v) != v {
 					t.Fatalf("accepted an untrimmed value %q", v)
 				}
-				if strings.ContainsFunc(v, isControl) {
+				if strings.ContainsFunc(v, schemas.IsControl) {
 					t.Fatalf("accepted a control character in %q", v)
 				}
 			}

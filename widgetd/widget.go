@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/streamtools/streamtools/schemas"
@@ -90,7 +89,7 @@ func (w Widget) check() *FieldError {
 	for _, p := range [...]struct{ field, v string }{
 		{"customer_code", w.Customer}, {"product", w.Product}, {"influencer_id", w.Influencer}, {"campaign", w.Campaign},
 	} {
-		i := strings.IndexFunc(p.v, func(r rune) bool { return isControl(r) || isBidiControl(r) })
+		i := strings.IndexFunc(p.v, func(r rune) bool { return schemas.IsControl(r) || schemas.IsBidiControl(r) })
 		if i < 0 {
 			continue
 		}
@@ -100,12 +99,6 @@ func (w Widget) check() *FieldError {
 	}
 	return nil
 }
-
-// isControl and isBidiControl are the edge's rules (ingest/request.go):
-// C0, DEL and C1 controls; the Bidi_Control characters.
-func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
-
-func isBidiControl(r rune) bool { return r >= 0x061c && unicode.Is(unicode.Bidi_Control, r) }
 
 // widgetFromParts reads customer/product/influencer[/campaign].
 func widgetFromParts(parts []string) (Widget, bool) {
