@@ -28,6 +28,7 @@ import (
 
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/processors/claims"
+	"github.com/streamtools/streamtools/processors/internal/gokautil"
 	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/processors/stats"
 	"github.com/streamtools/streamtools/processors/verdicts"
@@ -76,11 +77,13 @@ func (c Config) Validate() error {
 }
 
 func (c Config) claimsConfig(m *procmetrics.Metrics) claims.Config {
-	return claims.Config{
-		Brokers: c.Brokers, Names: c.Names, Log: c.Log,
-		StateDir:         filepath.Join(c.StateDir, schemas.GroupClaims),
-		EventIDRetention: c.EventIDRetention, Grace: c.Grace, Replication: c.Replication, Metrics: m,
-	}
+	return claims.Config{GroupConfig: c.groupConfig(schemas.GroupClaims, m), EventIDRetention: c.EventIDRetention, Grace: c.Grace}
+}
+
+// groupConfig is the configuration of group, with its own state directory.
+func (c Config) groupConfig(group string, m *procmetrics.Metrics) gokautil.GroupConfig {
+	return gokautil.GroupConfig{Brokers: c.Brokers, Names: c.Names, Log: c.Log,
+		StateDir: filepath.Join(c.StateDir, group), Replication: c.Replication, Metrics: m}
 }
 
 // Pipeline is one instance of the three groups.
@@ -212,13 +215,11 @@ func (p *Pipeline) build() ([]group, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := verdicts.New(verdicts.Config{Brokers: p.cfg.Brokers, Names: p.cfg.Names, Log: p.cfg.Log,
-		StateDir: filepath.Join(p.cfg.StateDir, schemas.GroupVerdicts), Replication: p.cfg.Replication, Metrics: p.metrics})
+	v, err := verdicts.New(p.cfg.groupConfig(schemas.GroupVerdicts, p.metrics))
 	if err != nil {
 		return nil, err
 	}
-	s, err := stats.New(stats.Config{Brokers: p.cfg.Brokers, Names: p.cfg.Names, Log: p.cfg.Log,
-		StateDir: filepath.Join(p.cfg.StateDir, schemas.GroupStats), Replication: p.cfg.Replication, Metrics: p.metrics})
+	s, err := stats.New(p.cfg.groupConfig(schemas.GroupStats, p.metrics))
 	if err != nil {
 		return nil, err
 	}

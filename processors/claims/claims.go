@@ -20,7 +20,6 @@ package claims
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -30,7 +29,6 @@ import (
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamtools/streamtools/processors/internal/gokautil"
-	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -41,11 +39,7 @@ const visitMaintain = "maintain"
 
 // Config configures the claims processor.
 type Config struct {
-	Brokers []string
-	Names   schemas.Names
-	// StateDir is this instance's local table storage, wiped at start.
-	StateDir string
-	Log      *slog.Logger
+	gokautil.GroupConfig
 	// EventIDRetention is how long a sender's event_id stays a duplicate
 	// key, in event time. Default (zero) 7 days; at least 1 hour.
 	EventIDRetention time.Duration
@@ -53,10 +47,6 @@ type Config struct {
 	// partitions replaying at different speeds still find the claims they
 	// need. Default 2 hours.
 	Grace time.Duration
-	// Replication of the table topic when goka creates it. Default 1.
-	Replication int
-	// Metrics records applied inputs and dead letters; nil records nothing.
-	Metrics *procmetrics.Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -74,16 +64,12 @@ func (c *Config) setDefaults() {
 // Validate names the field to fix.
 func (c Config) Validate() error {
 	switch {
-	case len(c.Brokers) == 0:
-		return errors.New("claims: Brokers is empty: list at least one host:port")
-	case c.StateDir == "":
-		return errors.New("claims: StateDir is empty: set a local directory for the table")
 	case c.EventIDRetention != 0 && c.EventIDRetention < time.Hour:
 		return fmt.Errorf("claims: EventIDRetention %v is under 1h: use 1h or more (default 7 days)", c.EventIDRetention)
 	case c.Grace < 0:
 		return fmt.Errorf("claims: Grace %v is negative: use 0 for the default", c.Grace)
 	}
-	return c.Names.Validate()
+	return c.GroupConfig.Validate("claims")
 }
 
 // Retention is how long the claims table topic must keep a row (its
@@ -122,9 +108,7 @@ func New(cfg Config) (*Processor, error) {
 		goka.Visitor(visitMaintain, p.onMaintain),
 	)
 	var err error
-	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
-		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
+	p.Processor, err = cfg.NewGroup(g)
 	if err != nil {
 		return nil, err
 	}

@@ -13,15 +13,12 @@
 package stats
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamtools/streamtools/processors/internal/gokautil"
-	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -37,29 +34,8 @@ const maxPartitions = 1024
 // Group is the goka group of names.
 func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupStats)) }
 
-// Config configures the stats processor.
-type Config struct {
-	Brokers []string
-	Names   schemas.Names
-	// StateDir is this instance's local table storage, wiped at start.
-	StateDir string
-	Log      *slog.Logger
-	// Replication of the table topic when goka creates it. Default 1.
-	Replication int
-	// Metrics records events applied and dead letters; nil records nothing.
-	Metrics *procmetrics.Metrics
-}
-
-// Validate names the field to fix.
-func (c Config) Validate() error {
-	switch {
-	case len(c.Brokers) == 0:
-		return errors.New("stats: Brokers is empty: list at least one host:port")
-	case c.StateDir == "":
-		return errors.New("stats: StateDir is empty: set a local directory for the table")
-	}
-	return c.Names.Validate()
-}
+// Config configures the processor.
+type Config = gokautil.GroupConfig
 
 // Processor is a running stats group member.
 type Processor struct {
@@ -69,11 +45,8 @@ type Processor struct {
 
 // New builds the processor. The events and dead-letter topics must exist.
 func New(cfg Config) (*Processor, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate("stats"); err != nil {
 		return nil, err
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	p := &Processor{cfg: cfg}
 	n := cfg.Names
@@ -83,9 +56,7 @@ func New(cfg Config) (*Processor, error) {
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 	)
 	var err error
-	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
-		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
+	p.Processor, err = cfg.NewGroup(g)
 	if err != nil {
 		return nil, err
 	}

@@ -18,46 +18,21 @@
 package verdicts
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
 
 	json "github.com/goccy/go-json"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamtools/streamtools/processors/internal/gokautil"
-	"github.com/streamtools/streamtools/processors/internal/procmetrics"
 	"github.com/streamtools/streamtools/schemas"
 )
 
 // Group is the goka group of names.
 func Group(n schemas.Names) goka.Group { return goka.Group(n.Group(schemas.GroupVerdicts)) }
 
-// Config configures the verdicts processor.
-type Config struct {
-	Brokers []string
-	Names   schemas.Names
-	// StateDir is local storage for goka (the group has no table, but goka
-	// wants a directory); wiped at start.
-	StateDir string
-	Log      *slog.Logger
-	// Replication of topics goka creates. Default 1.
-	Replication int
-	// Metrics records verdicts and dead letters; nil records nothing.
-	Metrics *procmetrics.Metrics
-}
-
-// Validate names the field to fix.
-func (c Config) Validate() error {
-	switch {
-	case len(c.Brokers) == 0:
-		return errors.New("verdicts: Brokers is empty: list at least one host:port")
-	case c.StateDir == "":
-		return errors.New("verdicts: StateDir is empty: set a local directory")
-	}
-	return c.Names.Validate()
-}
+// Config configures the processor.
+type Config = gokautil.GroupConfig
 
 // Processor is a running verdicts group member.
 type Processor struct {
@@ -68,11 +43,8 @@ type Processor struct {
 // New builds the processor. Its input and output topics must exist
 // (processors.TopicSpecs).
 func New(cfg Config) (*Processor, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate("verdicts"); err != nil {
 		return nil, err
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	p := &Processor{cfg: cfg}
 	n := cfg.Names
@@ -84,9 +56,7 @@ func New(cfg Config) (*Processor, error) {
 		goka.Output(goka.Stream(n.DeadLetter()), schemas.DeadLetterCodec),
 	)
 	var err error
-	p.Processor, err = gokautil.NewProcessor(cfg.Brokers, g, gokautil.Options{
-		StateDir: cfg.StateDir, Log: cfg.Log, ClientID: string(Group(n)),
-	}, cfg.Replication, goka.Stream(n.DeadLetter()), cfg.Metrics)
+	p.Processor, err = cfg.NewGroup(g)
 	if err != nil {
 		return nil, err
 	}

@@ -206,3 +206,35 @@ func (p *Processor) DeadLetter(ctx goka.Context, raw []byte, reason string) {
 
 // Applied counts an input applied to a row, or skipped as applied already.
 func (p *Processor) Applied(replay bool) { p.metrics.Applied(p.Group, replay) }
+
+// GroupConfig is what configures every processor group.
+type GroupConfig struct {
+	Brokers []string
+	Names   schemas.Names
+	// StateDir is this instance's local table storage, wiped at start.
+	StateDir string
+	// Log receives the group's log lines; nil discards them.
+	Log *slog.Logger
+	// Replication of topics goka creates. Default 1 (one broker).
+	Replication int
+	// Metrics records applied inputs, verdicts and dead letters; nil
+	// records nothing.
+	Metrics *procmetrics.Metrics
+}
+
+// Validate names the field to fix; group prefixes the message.
+func (c GroupConfig) Validate(group string) error {
+	switch {
+	case len(c.Brokers) == 0:
+		return fmt.Errorf("%s: Brokers is empty: list at least one host:port", group)
+	case c.StateDir == "":
+		return fmt.Errorf("%s: StateDir is empty: set a local directory for the group's state", group)
+	}
+	return c.Names.Validate()
+}
+
+// NewGroup builds the goka processor of graph from c (see NewProcessor).
+func (c GroupConfig) NewGroup(graph *goka.GroupGraph) (*Processor, error) {
+	return NewProcessor(c.Brokers, graph, Options{StateDir: c.StateDir, Log: c.Log, ClientID: string(graph.Group())},
+		c.Replication, goka.Stream(c.Names.DeadLetter()), c.Metrics)
+}
