@@ -20,27 +20,16 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// SaramaConfig returns the sarama configuration of every processor:
+// SaramaConfig returns the sarama configuration of every processor's
+// consumers and topic manager (the producer is franz-go's: ProducerBuilder):
 //   - new groups start at the OLDEST offset, so a new generation replays
 //     the whole postbacks topic (goka's default is the newest);
-//   - an idempotent producer with one request in flight and acks=all, so
-//     records of one partition are written in the order they were emitted
-//     and a retry never reorders or duplicates them;
-//   - an emit never gives up on its own while the broker is away: an emit
-//     that fails lets later emits to the same partition pass it (sarama
-//     bumps the producer epoch and sends what is queued), a gap that the
-//     rows' watermarks would then skip for good. Produce errors are retried
-//     for about 80 minutes, and so are the leader lookups of a message
-//     whose broker went away (sarama's default gives up after 3 x 250 ms:
-//     measured, 79-102 messages failed in a 3 s broker outage while later
-//     ones landed), so a broker outage stalls instead;
-//   - flush as soon as possible (Frequency and Bytes 0): goka's default
-//     100 ms flush adds 100 ms per hop;
-//   - no compression: the records are small and latency matters more;
 //   - offsets committed every 100 ms (sarama's default is 1 s): after a
 //     crash everything processed since the last commit is delivered again
 //     (and the verdicts processor emits copies that rows skip), so a
 //     shorter interval means less work after a restart;
+//   - leader lookups retried for about 80 minutes, so a broker outage
+//     stalls the consumers instead of failing them;
 //   - a network read timeout longer than the rebalance timeout: a JoinGroup
 //     waits for every member, a killed one included until its session
 //     expires, and with sarama's 30 s read timeout a slow rebalance failed
@@ -57,21 +46,8 @@ func SaramaConfig() *sarama.Config {
 	// kfake: 72 s to recover from a SIGKILLed instance with sarama's 60 s).
 	c.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	c.Net.ReadTimeout = c.Consumer.Group.Rebalance.Timeout + 15*time.Second
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	// sarama sizes a slice by Retry.Max: 1000 retries backing off up to 5 s
-	// keep retrying for about 80 minutes.
-	c.Producer.Retry.Max = 1000
 	c.Metadata.Retry.Max = 20000 // x 250 ms: about 80 minutes
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
-	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
-		return min(100*time.Millisecond<<min(retries, 6), 5*time.Second)
-	}
-	c.Producer.Flush.Frequency = 0
-	c.Producer.Flush.Bytes = 0
-	c.Producer.Flush.Messages = 0
-	c.Producer.Compression = sarama.CompressionNone
 	return c
 }
 
@@ -116,7 +92,7 @@ func ProcessorOptions(o Options, replication int) ([]goka.ProcessorOption, error
 		goka.WithLogger(Logger(o.Log)),
 		goka.WithStorageBuilder(WriteBackBuilder(filepath.Clean(o.StateDir))),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(SaramaConfig(), tm)),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(SaramaConfig())),
+		goka.WithProducerBuilder(ProducerBuilder(o.Log)),
 		goka.WithConsumerGroupBuilder(ContiguousCommits(goka.ConsumerGroupBuilderWithConfig(SaramaConfig()))),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(SaramaConfig())),
 	}, nil
