@@ -78,7 +78,7 @@ func runReplay(ctx context.Context, cmd *cli.Command) error {
 	if cfg.DryRun {
 		what = "would change (dry run: nothing was written)"
 	}
-	fmt.Printf("replay of %s and %s %s in %v:\n", names.Events(), sinks.StatsTopic(names), what, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("replay of %s and %s %s in %v:\n", names.Events(), names.StatsTable(), what, time.Since(start).Round(time.Millisecond))
 	fmt.Printf("  records read %d (out of scope %d, past retention %d, invalid %d)\n", sum.Records, sum.Filtered, sum.Expired, sum.Invalid)
 	fmt.Printf("  %-12s inserted %d, updated %d, unchanged %d\n", "events", sum.Events.Inserted, sum.Events.Updated, sum.Events.Unchanged)
 	fmt.Printf("  %-12s inserted %d, updated %d, unchanged %d, deleted %d\n", "daily_stats",

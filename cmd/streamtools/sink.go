@@ -78,6 +78,6 @@ func startDevSink(ctx context.Context, env *devEnv) (func(context.Context) error
 		return nil, err
 	}
 	env.Banner = append(env.Banner, fmt.Sprintf("sink       %s + %s -> Postgres tables events, daily_stats (lag: streamtools_sink_lag_records)",
-		env.Names.Events(), sinks.StatsTopic(env.Names)))
+		env.Names.Events(), env.Names.StatsTable()))
 	return s.Run, nil
 }

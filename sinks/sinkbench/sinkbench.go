@@ -199,7 +199,7 @@ func median(d []time.Duration) time.Duration {
 func topics(ctx context.Context, cl *kgo.Client, names schemas.Names) error {
 	compact := "compact"
 	specs := append(kafkautil.CoreTopics(names, schemas.DefaultPartitions), kafkautil.TopicSpec{
-		Name: sinks.StatsTopic(names), Partitions: schemas.DefaultPartitions, Configs: map[string]*string{"cleanup.policy": &compact}})
+		Name: names.StatsTable(), Partitions: schemas.DefaultPartitions, Configs: map[string]*string{"cleanup.policy": &compact}})
 	return kafkautil.EnsureTopics(ctx, cl, specs)
 }
 
@@ -271,7 +271,7 @@ func keepUp(ctx context.Context, cfg Config, addr string, cl *kgo.Client, url st
 				stats[k]++
 				st := statsRow(k, stats[k])
 				sv, _ := schemas.StatsCodec.Encode(st) // a plain struct: cannot fail
-				cl.Produce(ctx, &kgo.Record{Topic: sinks.StatsTopic(names),
+				cl.Produce(ctx, &kgo.Record{Topic: names.StatsTable(),
 					Key: []byte(schemas.DayKey(st.CustomerCode, st.Product, st.InfluencerID, st.Campaign, st.Day)), Value: sv},
 					func(_ *kgo.Record, err error) {
 						if err != nil {
