@@ -23,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/ingest/loadtest"
+	"github.com/streamtools/streamtools/bench/load"
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
@@ -126,11 +126,11 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	loadBefore := loadAverage()
 
 	conns, maxN := cmd.Int("conns"), cmd.Int("max")
-	base, err := loadtest.StartBaseline()
+	base, err := load.StartBaseline()
 	if err != nil {
 		return err
 	}
-	bres, err := loadtest.Run(ctx, loadtest.Load{Addr: base.Addr(), Path: "/test-access-key", Bodies: e2eBodies(maxN, 1000, "base"),
+	bres, err := load.Run(ctx, load.Load{Addr: base.Addr(), Path: "/test-access-key", Bodies: e2eBodies(maxN, 1000, "base"),
 		Conns: conns, Duration: cmd.Duration("duration"), Max: int64(maxN)})
 	base.Close()
 	if err != nil {
@@ -146,7 +146,7 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	}{{"uniform", 1000}, {"hot", 1}} {
 		tag := "e2e" + sc.name
 		t0 := time.Now()
-		res, err := loadtest.Run(ctx, loadtest.Load{Addr: ingestAddr, Path: "/test-access-key", Bodies: e2eBodies(maxN, sc.influencers, tag),
+		res, err := load.Run(ctx, load.Load{Addr: ingestAddr, Path: "/test-access-key", Bodies: e2eBodies(maxN, sc.influencers, tag),
 			Conns: conns, Duration: cmd.Duration("duration"), Max: int64(maxN)})
 		if err != nil {
 			return err

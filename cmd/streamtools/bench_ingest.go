@@ -9,8 +9,8 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/streamtools/streamtools/bench/load"
 	"github.com/streamtools/streamtools/ingest"
-	"github.com/streamtools/streamtools/ingest/loadtest"
 )
 
 func init() {
@@ -30,7 +30,7 @@ func init() {
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the last edge run to this file, and of the last baseline run to this file + .baseline"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			o := loadtest.Options{
+			o := load.Options{
 				Conns: cmd.Int("conns"), Duration: cmd.Duration("duration"), Warmup: cmd.Duration("warmup"),
 				Max: int64(cmd.Int("max")), Rounds: cmd.Int("rounds"), Out: os.Stdout,
 				Edit: func(c *ingest.Config) { c.Linger = cmd.Duration("linger") },
@@ -39,7 +39,7 @@ func init() {
 				o.Profile = cpuProfile(path)
 				o.ProfileBaseline = cpuProfile(path + ".baseline")
 			}
-			rep, err := loadtest.Compare(ctx, o)
+			rep, err := load.Compare(ctx, o)
 			if err != nil {
 				return err
 			}

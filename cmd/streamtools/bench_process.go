@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/processors/processbench"
+	"github.com/streamtools/streamtools/bench/process"
 )
 
 func init() {
@@ -46,14 +46,14 @@ func init() {
 				defer pprof.StopCPUProfile()
 			}
 			loadBefore := loadAverage()
-			r, err := processbench.Run(ctx, processbench.Options{
+			r, err := process.Run(ctx, process.Options{
 				Events: cmd.Int("events"), Keys: cmd.Int("keys"), Partitions: int32(cmd.Int("partitions")),
 				Rate: cmd.Int("rate"), LatencyTime: cmd.Duration("latency-duration"), Out: os.Stderr,
 			})
 			if err != nil {
 				return err
 			}
-			for _, sc := range []processbench.Scenario{r.Uniform, r.Hot} {
+			for _, sc := range []process.Scenario{r.Uniform, r.Hot} {
 				fmt.Printf("\n%s backlog of %d postbacks:\n", sc.Name, sc.Events)
 				fmt.Printf("  bare franz-go consumer, encoding/json: %9.0f postbacks/s\n", sc.BaselineRate)
 				fmt.Printf("  bare franz-go consumer, go-json:       %9.0f postbacks/s\n", sc.BaselineFastRate)

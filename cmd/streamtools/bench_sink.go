@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/sinks/sinkbench"
+	"github.com/streamtools/streamtools/bench/sink"
 )
 
 func init() {
@@ -30,7 +30,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			_, err = sinkbench.Run(ctx, sinkbench.Config{
+			_, err = sink.Run(ctx, sink.Config{
 				Events: cmd.Int("events"), Rate: cmd.Int("rate"), Duration: cmd.Duration("duration"),
 				Durable: cmd.Bool("durable"), Rounds: cmd.Int("rounds"), DatabaseURL: cmd.String("database-url"), Log: log.With("component", "bench"),
 			})

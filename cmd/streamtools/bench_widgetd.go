@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/widgetd/fanout"
+	"github.com/streamtools/streamtools/bench/fanout"
 )
 
 func init() {

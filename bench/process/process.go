@@ -1,4 +1,4 @@
-// Package processbench measures the processors on an in-process kfake
+// Package process measures the processors on an in-process kfake
 // broker: throughput from a pre-filled postbacks topic (a backlog the
 // processors find when they start) until the stats table holds every
 // postback, against a bare franz-go consumer reading the same topic in the
@@ -7,7 +7,7 @@
 // holds per postback, and the peak RSS of the process (broker and
 // processors). Then latency from a postback produced to its stats row, at a
 // fixed rate. `streamtools bench process` runs it.
-package processbench
+package process
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package sinkbench measures the Postgres sink (`streamtools bench sink`):
+// Package sink measures the Postgres sink (`streamtools bench sink`):
 // rows per second through the sink (Kafka fetch, decode, COPY into a
 // temporary table, upsert, offsets, commit) against a plain COPY of the
 // same rows into the same table in the same run, and whether the sink keeps
@@ -6,7 +6,7 @@
 //
 // It starts its own embedded broker and, unless given a database URL, its
 // own PostgreSQL cluster in a temporary directory.
-package sinkbench
+package sink
 
 import (
 	"context"
@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer b.Close()
 	url := cfg.DatabaseURL
 	if url == "" {
-		dir, err := os.MkdirTemp("", "sinkbench-")
+		dir, err := os.MkdirTemp("", "streamtools-bench-sink-")
 		if err != nil {
 			return res, fmt.Errorf("creating a temporary directory: %w", err)
 		}
