@@ -27,8 +27,8 @@ import (
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchE2ECommand() *cli.Command {
+	return &cli.Command{
 		Name:  "e2e",
 		Usage: "the whole dev system under HTTP load: 202 -> counted in Postgres, for 1,000 influencers and for one, against a bare fasthttp parse-and-202 handler; 202 -> widget frame latency",
 		Description: "Runs `streamtools dev` as a child process (kfake, embedded PostgreSQL, every component) on free\n" +
@@ -46,7 +46,7 @@ func init() {
 			&cli.DurationFlag{Name: "latency-duration", Value: 5 * time.Second, Usage: "length of the widget latency phase"},
 		},
 		Action: runBenchE2E,
-	})
+	}
 }
 
 // e2eBodies are n distinct postbacks (one visitor each) over influencers

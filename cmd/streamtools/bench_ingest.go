@@ -13,8 +13,8 @@ import (
 	"github.com/streamtools/streamtools/ingest"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchIngestCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "ingest",
 		Usage: "accepted postbacks/s through the real edge (acks=all to an in-process kfake) against a bare fasthttp JSON handler",
 		Description: "Starts kfake on a random loopback port, the edge, and a bare fasthttp server that only parses the\n" +
@@ -50,7 +50,7 @@ func init() {
 			fmt.Printf("records in the postbacks topic: %d\n", rep.Records)
 			return nil
 		},
-	})
+	}
 }
 
 // cpuProfile returns a Profile hook that writes a CPU profile to path.

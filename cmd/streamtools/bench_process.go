@@ -14,8 +14,8 @@ import (
 	"github.com/streamtools/streamtools/bench/process"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchProcessCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "process",
 		Usage: "processors throughput on a backlog (1,000 influencers, then one hot influencer) against a bare franz-go consumer; records, bytes and RSS per postback; produce -> stats row latency at a fixed rate",
 		Description: "Starts kfake on a random loopback port, pre-fills the postbacks topic (--events postbacks over\n" +
@@ -71,7 +71,7 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }
 
 // loadAverage is the 1, 5 and 15 minute load average of the machine

@@ -9,8 +9,8 @@ import (
 	"github.com/streamtools/streamtools/bench/sink"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchSinkCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "sink",
 		Usage: "rows/s through the Postgres sink against a plain COPY of the same rows, and whether the sink keeps up with an input rate",
 		Description: "Starts an embedded broker and (unless --database-url) a PostgreSQL cluster in a temporary directory,\n" +
@@ -36,5 +36,5 @@ func init() {
 			})
 			return err
 		},
-	})
+	}
 }

@@ -89,9 +89,13 @@ func splitList(s string) []string {
 	return out
 }
 
-func init() {
-	flagCustomer := &cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code"}
-	register(&cli.Command{
+// flagCustomer is the --customer of customers product and keys create.
+func flagCustomer() cli.Flag {
+	return &cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code"}
+}
+
+func customersCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "customers",
 		Usage: "create, change and list customers (brands) and their products; running components pick changes up live",
 		Commands: []*cli.Command{
@@ -133,7 +137,7 @@ func init() {
 				Name:  "product",
 				Usage: "create or change a product (widget code) of a customer and its widget settings",
 				Flags: append([]cli.Flag{
-					flagCustomer,
+					flagCustomer(),
 					&cli.StringFlag{Name: "code", Required: true, Usage: "product (widget) code"},
 					&cli.StringFlag{Name: "title", Usage: "widget title"},
 					&cli.StringFlag{Name: "event-types", Usage: "event types the widget counts, comma separated (empty = all)"},
@@ -196,16 +200,18 @@ func init() {
 				}),
 			},
 		},
-	})
+	}
+}
 
-	register(&cli.Command{
+func keysCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "keys",
 		Usage: "create, revoke and list postback access keys; running edges pick changes up live",
 		Commands: []*cli.Command{
 			{
 				Name:  "create",
 				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
-				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
+				Flags: append([]cli.Flag{flagCustomer(), &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
 					if _, ok := s.reg.Customer(code); !ok {
@@ -264,7 +270,7 @@ func init() {
 				}),
 			},
 		},
-	})
+	}
 }
 
 // findKey finds a key record by the key itself or by a hash prefix of at
@@ -289,4 +295,4 @@ func findKey(keys []schemas.AccessKey, arg string) (schemas.AccessKey, error) {
 
 // tenantFlags are the flags of the customers and keys commands: the tenant
 // topics depend on the topic prefix only.
-func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers, flagTopicPrefix} }
+func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers(), flagTopicPrefix()} }
