@@ -102,14 +102,23 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("starting dev: %w", err)
 	}
 	devDone := make(chan struct{}) // closed when dev exits
-	go func() { dev.Wait(); close(devDone) }()
+	var devExit error              // how dev exited; read it once devDone is closed
+	go func() { devExit = dev.Wait(); close(devDone) }()
 	defer func() {
-		dev.Process.Signal(os.Interrupt)
+		if err := dev.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			fmt.Fprintln(os.Stderr, "stopping dev:", err)
+		}
 		select {
 		case <-devDone:
 		case <-time.After(30 * time.Second):
-			dev.Process.Kill()
+			fmt.Fprintln(os.Stderr, "dev did not stop within 30s of SIGINT: killing it")
+			if err := dev.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				fmt.Fprintln(os.Stderr, "killing dev:", err)
+			}
 			<-devDone
+		}
+		if devExit != nil {
+			fmt.Fprintf(os.Stderr, "dev exited: %v (its log: %s)\n", devExit, logf.Name())
 		}
 	}()
 	fmt.Printf("dev started (pid %d, log %s)\n", dev.Process.Pid, logf.Name())
@@ -132,8 +141,7 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	}
 	bres, err := load.Run(ctx, load.Load{Addr: base.Addr(), Path: "/test-access-key", Bodies: e2eBodies(maxN, 1000, "base"),
 		Conns: conns, Duration: cmd.Duration("duration"), Max: int64(maxN)})
-	base.Close()
-	if err != nil {
+	if err := errors.Join(err, base.Close()); err != nil {
 		return err
 	}
 	fmt.Printf("bare fasthttp (parse JSON, answer 202): %8.0f postbacks/s\n", bres.PerSecond())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,19 +137,20 @@ func seedDemo(ctx context.Context, env *devEnv) error {
 	if err != nil {
 		return err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go reg.Run(rctx)
-	select {
-	case <-reg.Ready():
-	case <-ctx.Done():
-		return fmt.Errorf("reading the customers topic: %w", ctx.Err())
+	stop, err := runRegistry(ctx, reg, 30*time.Second)
+	if err != nil {
+		return err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...))
 	if err != nil {
-		return fmt.Errorf("creating kafka client: %w", err)
+		return errors.Join(fmt.Errorf("creating kafka client: %w", err), stop())
 	}
 	defer cl.Close()
+	return errors.Join(putDemo(ctx, cl, reg, env), stop())
+}
+
+// putDemo writes the demo customer and key, unless reg has them.
+func putDemo(ctx context.Context, cl *kgo.Client, reg *tenant.Registry, env *devEnv) error {
 	if _, ok := reg.Customer(demoCustomer); !ok {
 		err := tenant.PutCustomer(ctx, cl, env.Names, schemas.Customer{
 			Code: demoCustomer, Name: "Demo brand", TimeZone: "Europe/Paris", AntiCheat: true,
