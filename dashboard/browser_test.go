@@ -112,6 +112,11 @@ func TestBrowserLoginFilterScreenshot(t *testing.T) {
 	go func() {
 		for ev, err := range chromedp.Events(ctx, runtime.ExceptionThrown) {
 			if err != nil {
+				if ctx.Err() == nil { // not the end of the test: the listener failed
+					mu.Lock()
+					scriptErrors = append(scriptErrors, "listening for script errors: "+err.Error())
+					mu.Unlock()
+				}
 				return
 			}
 			mu.Lock()

@@ -215,7 +215,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := s.app.ShutdownWithContext(sctx)
 	s.cancelBase()
-	<-errc
+	if lerr := <-errc; lerr != nil {
+		err = errors.Join(err, lerr)
+	}
 	if err != nil {
 		return fmt.Errorf("dashboard: shutting down: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -56,10 +57,7 @@ func (e saltEnv) start(t *testing.T, now time.Time) *salts {
 		t.Fatal(err)
 	}
 	s.now = func() time.Time { return now }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testrun.Start(t, "salts Run", s.Run)
 	return s
 }
 
@@ -190,14 +188,18 @@ func TestSaltWait(t *testing.T) {
 	if _, err := s.wait(ctx, "2030-01-01"); err != errNoSalt {
 		t.Fatalf("wait for an unknown day: %v, want errNoSalt", err)
 	}
-	got := make(chan []byte, 1)
+	type waited struct {
+		salt []byte
+		err  error
+	}
+	got := make(chan waited, 1)
 	go func() {
-		b, _ := s.wait(context.Background(), "2030-01-02")
-		got <- b
+		b, err := s.wait(context.Background(), "2030-01-02")
+		got <- waited{b, err}
 	}()
 	e.put(t, "2030-01-02", fill(0x33))
-	if b := <-got; !bytes.Equal(b, fill(0x33)) {
-		t.Fatalf("waiter got %x", b)
+	if w := <-got; w.err != nil || !bytes.Equal(w.salt, fill(0x33)) {
+		t.Fatalf("waiter got %x, %v", w.salt, w.err)
 	}
 }
 

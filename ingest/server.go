@@ -837,7 +837,7 @@ func (s *Server) record(ctx context.Context, t *tenant.Tenant, r *Request, rec *
 	p.ID = newID(now)
 	rec.Topic = s.topic
 	rec.Key = schemas.AppendPostbackKey(rec.Key[:0], &p)
-	rec.Value = appendPostback(rec.Value[:0], &p)
+	rec.Value = schemas.AppendPostback(rec.Value[:0], &p)
 	return p.ID, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/processors"
 	"github.com/streamtools/streamtools/schemas"
 )
@@ -93,15 +94,14 @@ func testBrokerOutages(t *testing.T, outages ...time.Duration) {
 	cl := kafkatest.Client(t, bp.addr)
 	produce(t, cl, n, pbs[:2000])
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	p, err := processors.New(ctx, processors.Config{Brokers: []string{bp.addr}, Names: n, StateDir: t.TempDir(),
 		Partitions: testPartitions, MaintainEvery: -1, Log: testLog(t), RestartBackoff: 200 * time.Millisecond})
+	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run := testrun.Start(t, "pipeline", p.Run)
 
 	sent := 2000
 	type outage struct {
@@ -123,8 +123,8 @@ func testBrokerOutages(t *testing.T, outages ...time.Duration) {
 		}
 		time.Sleep(time.Until(start.Add(c.outage)))
 		select {
-		case err := <-done:
-			t.Fatalf("the processors stopped during a %v broker outage: %v", c.outage, err)
+		case <-run.Exited():
+			t.Fatalf("the processors stopped during a %v broker outage: %v", c.outage, run.Err())
 		default:
 		}
 		bp.start()
@@ -143,8 +143,8 @@ func testBrokerOutages(t *testing.T, outages ...time.Duration) {
 	checkEvents(t, bp.addr, n, want)
 	kafkatest.Eventually(t, 30*time.Second, "the processors to report ready", p.Ready)
 	select {
-	case err := <-done:
-		t.Fatalf("the processors stopped: %v", err)
+	case <-run.Exited():
+		t.Fatalf("the processors stopped: %v", run.Err())
 	default:
 	}
 	_ = schemas.DefaultPartitions

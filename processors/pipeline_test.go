@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/processors"
 	"github.com/streamtools/streamtools/schemas"
 )
@@ -439,15 +440,14 @@ func TestBoundedState(t *testing.T) {
 	func() {
 		cfg := processors.Config{Brokers: []string{b.Addr()}, Names: n, StateDir: dir, Partitions: testPartitions,
 			MaintainEvery: -1, EventIDRetention: retention, Grace: time.Hour, Log: testLog(t)}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
 		var err error
 		p, err = processors.New(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		testrun.Start(t, "pipeline", p.Run)
 	}()
 	table := n.ClaimsTable()
 	maxClaims := 0

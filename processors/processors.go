@@ -306,7 +306,9 @@ func (p *Pipeline) waitForBroker(ctx context.Context, backoff time.Duration) boo
 func (p *Pipeline) probeBroker(ctx context.Context) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cfg.Brokers...))
 	if err != nil {
-		return // a configuration error would have failed New
+		// A configuration error would have failed New: not expected.
+		p.cfg.Log.Error("creating the broker probe's client: readiness will not follow the broker", "err", err)
+		return
 	}
 	defer cl.Close()
 	p.watch.Client = cl

@@ -58,11 +58,12 @@ func (n Names) Claims() string { return n.Prefix + "claims" + n.genSuffix() }
 
 // ClaimsTable is the changelog of the claims group's table (ClaimRow
 // records keyed by claim key): the log of claim decisions.
-func (n Names) ClaimsTable() string { return n.TableTopic(n.Group(GroupClaims)) }
+func (n Names) ClaimsTable() string { return tableTopic(n.Group(GroupClaims)) }
 
 // StatsTable is the changelog of the stats group's table (Stats records
-// keyed by DayKey), which the sink and widgetd read.
-func (n Names) StatsTable() string { return n.TableTopic(n.Group(GroupStats)) }
+// keyed by DayKey), which the sink, replay and widgetd read. It is the one
+// place the stats topic's name is made: every reader calls it.
+func (n Names) StatsTable() string { return tableTopic(n.Group(GroupStats)) }
 
 func (n Names) genSuffix() string {
 	if n.Generation <= 1 {
@@ -93,9 +94,10 @@ func (n Names) Group(name string) string {
 	return fmt.Sprintf("%s%s.g%d", n.Prefix, name, n.Generation)
 }
 
-// TableTopic returns the changelog topic goka keeps for a group's table. It
-// follows goka's own convention (group name + "-table").
-func (n Names) TableTopic(group string) string { return group + "-table" }
+// tableTopic returns the changelog topic goka keeps for a group's table. It
+// follows goka's own convention (goka.GroupTable: group name + "-table");
+// TestTableTopicsAreGokas checks that it still does.
+func tableTopic(group string) string { return group + "-table" }
 
 // Processor group base names; pass them to Names.Group.
 const (

@@ -13,7 +13,6 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/pgtest"
-	"github.com/streamtools/streamtools/sinks"
 )
 
 type lockedBuffer struct {
@@ -47,7 +46,7 @@ func TestSinkLogsBrokerOutage(t *testing.T) {
 	defer cancel()
 	compact := "compact"
 	if err := kafkautil.EnsureTopics(ctx, cl, []kafkautil.TopicSpec{{
-		Name: sinks.StatsTopic(names), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact},
+		Name: names.StatsTable(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact},
 	}}); err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (Summary, error) {
 			return sum, err
 		}
 	}
-	dec := decoder{eventsTopic: cfg.Names.Events(), statsTopic: StatsTopic(cfg.Names), scope: sc}
+	dec := decoder{eventsTopic: cfg.Names.Events(), statsTopic: cfg.Names.StatsTable(), scope: sc}
 	topics := []string{dec.eventsTopic, dec.statsTopic}
 
 	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)

@@ -112,18 +112,12 @@ func New(cfg Config) (*Sink, error) {
 	s := &Sink{cfg: cfg, metrics: m}
 	s.dec = decoder{
 		eventsTopic: cfg.Names.Events(),
-		statsTopic:  StatsTopic(cfg.Names),
+		statsTopic:  cfg.Names.StatsTable(),
 	}
 	if cfg.RetentionDays > 0 {
 		s.dec.cutoff = func() time.Time { return retentionCutoff(time.Now(), cfg.RetentionDays) }
 	}
 	return s, nil
-}
-
-// StatsTopic is the changelog the sink reads into daily_stats: the stats
-// table (schemas.Stats rows keyed by schemas.DayKey).
-func StatsTopic(n schemas.Names) string {
-	return n.StatsTable()
 }
 
 func retentionCutoff(now time.Time, days int) time.Time {

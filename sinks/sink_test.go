@@ -48,7 +48,7 @@ func newEnv(t *testing.T, url string) *env {
 	defer cancel()
 	compact := "compact"
 	if err := kafkautil.EnsureTopics(ctx, cl, []kafkautil.TopicSpec{{
-		Name: sinks.StatsTopic(names), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact},
+		Name: names.StatsTable(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func eventRecord(t testing.TB, n schemas.Names, ev schemas.Event) *kgo.Record {
 }
 
 func statsRecord(t testing.TB, n schemas.Names, s *schemas.Stats, key string) *kgo.Record {
-	r := &kgo.Record{Topic: sinks.StatsTopic(n), Key: []byte(key)}
+	r := &kgo.Record{Topic: n.StatsTable(), Key: []byte(key)}
 	if s != nil {
 		v, err := schemas.StatsCodec.Encode(s)
 		if err != nil {
@@ -416,7 +416,7 @@ func TestSinkDeadLetters(t *testing.T) {
 	e.produce(
 		&kgo.Record{Topic: e.names.Events(), Key: []byte("x"), Value: []byte("{not json")},
 		eventRecord(t, e.names, bad),
-		&kgo.Record{Topic: sinks.StatsTopic(e.names), Key: []byte("not-a-day-key"), Value: []byte("{}")},
+		&kgo.Record{Topic: e.names.StatsTable(), Key: []byte("not-a-day-key"), Value: []byte("{}")},
 		eventRecord(t, e.names, makeEvent(1)),
 	)
 	e.waitFor("the good event", 1, "SELECT count(*) FROM events")

@@ -21,6 +21,7 @@ import (
 	"github.com/streamtools/streamtools/ingest"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/processors"
 	"github.com/streamtools/streamtools/schemas"
 )
@@ -186,9 +187,7 @@ func TestBrowserWidget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- pipe.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-pipeDone })
+	testrun.Start(t, "processors Run", pipe.Run)
 	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
 	defer readyCancel()
 	if err := pipe.WaitForReady(readyCtx); err != nil {
@@ -199,9 +198,7 @@ func TestBrowserWidget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edgeDone := make(chan error, 1)
-	go func() { edgeDone <- edge.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-edgeDone })
+	testrun.Start(t, "ingest Run", edge.Run)
 
 	sys := &system{t: t, brokers: []string{b.Addr()}, names: names, cl: cl}
 	srv, stop := sys.startServer("127.0.0.1:0")

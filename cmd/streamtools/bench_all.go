@@ -14,8 +14,8 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchAllCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "all",
 		Usage: "run every benchmark, one after another, and write the report (docs/BENCHMARKS.md)",
 		Description: "Runs `streamtools bench ingest`, `process`, `e2e`, `sink` and `widgetd` as child processes of this\n" +
@@ -28,7 +28,7 @@ func init() {
 			&cli.BoolFlag{Name: "quick", Usage: "smaller runs (for a first look; the figures are noisier)"},
 		},
 		Action: runBenchAll,
-	})
+	}
 }
 
 // benchRun is one benchmark of `bench all`.

@@ -23,12 +23,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/ingest/loadtest"
+	"github.com/streamtools/streamtools/bench/load"
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchE2ECommand() *cli.Command {
+	return &cli.Command{
 		Name:  "e2e",
 		Usage: "the whole dev system under HTTP load: 202 -> counted in Postgres, for 1,000 influencers and for one, against a bare fasthttp parse-and-202 handler; 202 -> widget frame latency",
 		Description: "Runs `streamtools dev` as a child process (kfake, embedded PostgreSQL, every component) on free\n" +
@@ -46,7 +46,7 @@ func init() {
 			&cli.DurationFlag{Name: "latency-duration", Value: 5 * time.Second, Usage: "length of the widget latency phase"},
 		},
 		Action: runBenchE2E,
-	})
+	}
 }
 
 // e2eBodies are n distinct postbacks (one visitor each) over influencers
@@ -102,14 +102,23 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("starting dev: %w", err)
 	}
 	devDone := make(chan struct{}) // closed when dev exits
-	go func() { dev.Wait(); close(devDone) }()
+	var devExit error              // how dev exited; read it once devDone is closed
+	go func() { devExit = dev.Wait(); close(devDone) }()
 	defer func() {
-		dev.Process.Signal(os.Interrupt)
+		if err := dev.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			fmt.Fprintln(os.Stderr, "stopping dev:", err)
+		}
 		select {
 		case <-devDone:
 		case <-time.After(30 * time.Second):
-			dev.Process.Kill()
+			fmt.Fprintln(os.Stderr, "dev did not stop within 30s of SIGINT: killing it")
+			if err := dev.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				fmt.Fprintln(os.Stderr, "killing dev:", err)
+			}
 			<-devDone
+		}
+		if devExit != nil {
+			fmt.Fprintf(os.Stderr, "dev exited: %v (its log: %s)\n", devExit, logf.Name())
 		}
 	}()
 	fmt.Printf("dev started (pid %d, log %s)\n", dev.Process.Pid, logf.Name())
@@ -126,14 +135,13 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	loadBefore := loadAverage()
 
 	conns, maxN := cmd.Int("conns"), cmd.Int("max")
-	base, err := loadtest.StartBaseline()
+	base, err := load.StartBaseline()
 	if err != nil {
 		return err
 	}
-	bres, err := loadtest.Run(ctx, loadtest.Load{Addr: base.Addr(), Path: "/test-access-key", Bodies: e2eBodies(maxN, 1000, "base"),
+	bres, err := load.Run(ctx, load.Load{Addr: base.Addr(), Path: "/test-access-key", Bodies: e2eBodies(maxN, 1000, "base"),
 		Conns: conns, Duration: cmd.Duration("duration"), Max: int64(maxN)})
-	base.Close()
-	if err != nil {
+	if err := errors.Join(err, base.Close()); err != nil {
 		return err
 	}
 	fmt.Printf("bare fasthttp (parse JSON, answer 202): %8.0f postbacks/s\n", bres.PerSecond())
@@ -146,7 +154,7 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	}{{"uniform", 1000}, {"hot", 1}} {
 		tag := "e2e" + sc.name
 		t0 := time.Now()
-		res, err := loadtest.Run(ctx, loadtest.Load{Addr: ingestAddr, Path: "/test-access-key", Bodies: e2eBodies(maxN, sc.influencers, tag),
+		res, err := load.Run(ctx, load.Load{Addr: ingestAddr, Path: "/test-access-key", Bodies: e2eBodies(maxN, sc.influencers, tag),
 			Conns: conns, Duration: cmd.Duration("duration"), Max: int64(maxN)})
 		if err != nil {
 			return err

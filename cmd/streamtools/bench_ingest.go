@@ -9,12 +9,12 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/streamtools/streamtools/bench/load"
 	"github.com/streamtools/streamtools/ingest"
-	"github.com/streamtools/streamtools/ingest/loadtest"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchIngestCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "ingest",
 		Usage: "accepted postbacks/s through the real edge (acks=all to an in-process kfake) against a bare fasthttp JSON handler",
 		Description: "Starts kfake on a random loopback port, the edge, and a bare fasthttp server that only parses the\n" +
@@ -30,7 +30,7 @@ func init() {
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the last edge run to this file, and of the last baseline run to this file + .baseline"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			o := loadtest.Options{
+			o := load.Options{
 				Conns: cmd.Int("conns"), Duration: cmd.Duration("duration"), Warmup: cmd.Duration("warmup"),
 				Max: int64(cmd.Int("max")), Rounds: cmd.Int("rounds"), Out: os.Stdout,
 				Edit: func(c *ingest.Config) { c.Linger = cmd.Duration("linger") },
@@ -39,7 +39,7 @@ func init() {
 				o.Profile = cpuProfile(path)
 				o.ProfileBaseline = cpuProfile(path + ".baseline")
 			}
-			rep, err := loadtest.Compare(ctx, o)
+			rep, err := load.Compare(ctx, o)
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ func init() {
 			fmt.Printf("records in the postbacks topic: %d\n", rep.Records)
 			return nil
 		},
-	})
+	}
 }
 
 // cpuProfile returns a Profile hook that writes a CPU profile to path.

@@ -11,11 +11,11 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/processors/processbench"
+	"github.com/streamtools/streamtools/bench/process"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchProcessCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "process",
 		Usage: "processors throughput on a backlog (1,000 influencers, then one hot influencer) against a bare franz-go consumer; records, bytes and RSS per postback; produce -> stats row latency at a fixed rate",
 		Description: "Starts kfake on a random loopback port, pre-fills the postbacks topic (--events postbacks over\n" +
@@ -46,14 +46,14 @@ func init() {
 				defer pprof.StopCPUProfile()
 			}
 			loadBefore := loadAverage()
-			r, err := processbench.Run(ctx, processbench.Options{
+			r, err := process.Run(ctx, process.Options{
 				Events: cmd.Int("events"), Keys: cmd.Int("keys"), Partitions: int32(cmd.Int("partitions")),
 				Rate: cmd.Int("rate"), LatencyTime: cmd.Duration("latency-duration"), Out: os.Stderr,
 			})
 			if err != nil {
 				return err
 			}
-			for _, sc := range []processbench.Scenario{r.Uniform, r.Hot} {
+			for _, sc := range []process.Scenario{r.Uniform, r.Hot} {
 				fmt.Printf("\n%s backlog of %d postbacks:\n", sc.Name, sc.Events)
 				fmt.Printf("  bare franz-go consumer, encoding/json: %9.0f postbacks/s\n", sc.BaselineRate)
 				fmt.Printf("  bare franz-go consumer, go-json:       %9.0f postbacks/s\n", sc.BaselineFastRate)
@@ -71,7 +71,7 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }
 
 // loadAverage is the 1, 5 and 15 minute load average of the machine

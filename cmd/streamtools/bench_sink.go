@@ -6,11 +6,11 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/sinks/sinkbench"
+	"github.com/streamtools/streamtools/bench/sink"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchSinkCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "sink",
 		Usage: "rows/s through the Postgres sink against a plain COPY of the same rows, and whether the sink keeps up with an input rate",
 		Description: "Starts an embedded broker and (unless --database-url) a PostgreSQL cluster in a temporary directory,\n" +
@@ -30,11 +30,11 @@ func init() {
 			if err != nil {
 				return err
 			}
-			_, err = sinkbench.Run(ctx, sinkbench.Config{
+			_, err = sink.Run(ctx, sink.Config{
 				Events: cmd.Int("events"), Rate: cmd.Int("rate"), Duration: cmd.Duration("duration"),
 				Durable: cmd.Bool("durable"), Rounds: cmd.Int("rounds"), DatabaseURL: cmd.String("database-url"), Log: log.With("component", "bench"),
 			})
 			return err
 		},
-	})
+	}
 }

@@ -8,11 +8,11 @@ import (
 
 	"github.com/urfave/cli/v3"
 
-	"github.com/streamtools/streamtools/widgetd/fanout"
+	"github.com/streamtools/streamtools/bench/fanout"
 )
 
-func init() {
-	registerBench(&cli.Command{
+func benchWidgetdCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "widgetd",
 		Usage: "fan-out: websocket clients on one widgetd, one update per second per influencer, against a plain fasthttp/websocket broadcast",
 		Description: "Runs an embedded broker and widgetd in this process and the clients in a child process (this binary,\n" +
@@ -45,13 +45,17 @@ func init() {
 			})
 			return err
 		},
-	})
-	registerBench(&cli.Command{
+	}
+}
+
+// benchWidgetdClientsCommand is the child process of `bench widgetd`.
+func benchWidgetdClientsCommand() *cli.Command {
+	return &cli.Command{
 		Name:   "widgetd-clients",
 		Usage:  "the client process of `bench widgetd` (speaks a line protocol on stdin/stdout)",
 		Hidden: true,
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			return fanout.RunClients(os.Stdin, os.Stdout)
 		},
-	})
+	}
 }

@@ -13,21 +13,17 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-func init() {
-	register(&cli.Command{
+func brokerCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "broker",
 		Usage: "run only the embedded Kafka-protocol broker (kfake), to run components as separate processes",
-		Flags: append([]cli.Flag{
+		Flags: flags([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9092", Sources: env("broker-listen"),
 				Usage: "host:port the broker listens on"},
-			flagDataDir, flagTopicPrefix, flagGeneration, flagPartitions,
-		}, logFlags()...),
+			flagDataDir(), flagTopicPrefix(), flagGeneration(), flagPartitions(),
+		}, logFlags()),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			log, err := loggerFrom(cmd)
-			if err != nil {
-				return err
-			}
-			names, err := namesFrom(cmd)
+			p, err := newPreamble(cmd)
 			if err != nil {
 				return err
 			}
@@ -40,15 +36,15 @@ func init() {
 				return err
 			}
 			defer b.Close()
-			if err := createTopics(ctx, []string{b.Addr()}, names, cmd.Int("partitions")); err != nil {
+			if err := createTopics(ctx, []string{b.Addr()}, p.Names, cmd.Int("partitions")); err != nil {
 				return err
 			}
-			log.Info("embedded broker listening", "addr", b.Addr(), "data_dir", cmd.String("data-dir"))
+			p.Log.Info("embedded broker listening", "addr", b.Addr(), "data_dir", cmd.String("data-dir"))
 			<-ctx.Done()
-			log.Info("embedded broker stopping")
+			p.Log.Info("embedded broker stopping")
 			return nil
 		},
-	})
+	}
 }
 
 // createTopics creates the topics every component expects to exist (goka

@@ -61,9 +61,10 @@ type component struct {
 	args []string
 	log  string // its stderr and stdout, appended across restarts
 
-	mu   sync.Mutex // guards cmd and done
+	mu   sync.Mutex // guards cmd, done and exit
 	cmd  *exec.Cmd
-	done chan struct{}
+	done chan struct{} // closed when cmd exited
+	exit *error        // what cmd.Wait returned, once done is closed
 }
 
 func (c *component) start(t *testing.T) {
@@ -81,9 +82,10 @@ func (c *component) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	exit := new(error)
+	go func() { *exit = cmd.Wait(); close(done) }()
 	c.mu.Lock()
-	c.cmd, c.done = cmd, done
+	c.cmd, c.done, c.exit = cmd, done, exit
 	c.mu.Unlock()
 }
 
@@ -99,18 +101,18 @@ func (c *component) kill() {
 	}
 }
 
-// exited reports whether the process ended on its own.
-func (c *component) exited() bool {
+// exited reports whether the process ended on its own, and how.
+func (c *component) exited() (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cmd == nil {
-		return false
+		return false, nil
 	}
 	select {
 	case <-c.done:
-		return true
+		return true, *c.exit
 	default:
-		return false
+		return false, nil
 	}
 }
 
@@ -416,8 +418,8 @@ func TestChaos(t *testing.T) {
 			k.catchUp = time.Since(cu)
 		})
 		for _, c := range append(comps, broker) {
-			if c.exited() {
-				t.Fatalf("%s exited on its own after the %s kill; its log %s ends with:\n%s", c.name, name, c.log, tailFile(c.log))
+			if exited, how := c.exited(); exited {
+				t.Fatalf("%s exited on its own (%v) after the %s kill; its log %s ends with:\n%s", c.name, how, name, c.log, tailFile(c.log))
 			}
 		}
 	}

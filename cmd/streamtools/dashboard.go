@@ -21,30 +21,26 @@ import (
 // demoLogin is the dashboard login dev seeds for the demo customer.
 const demoLogin = "demo"
 
-var (
-	flagDashboardListen = &cli.StringFlag{Name: "listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
-		Usage: "host:port the dashboard listens on"}
-	flagWidgetBaseURL = &cli.StringFlag{Name: "widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
-		Usage: "widgetd's base URL, for the widget links ({base}/{customer}/{product}/{influencer}[/{campaign}]) and the live preview"}
-	flagWidgetDomain = &cli.StringFlag{Name: "widget-domain", Value: "streamtools.io", Sources: env("widget-domain"),
-		Usage: "domain of the public widget links https://{product}-widget-{customer}.{domain}/{influencer}/{campaign}"}
-	flagCookieSecure = &cli.BoolFlag{Name: "cookie-secure", Sources: env("cookie-secure"),
-		Usage: "mark cookies Secure: set it when users reach the dashboard over HTTPS"}
-	flagProxyHeader = &cli.StringFlag{Name: "proxy-header", Sources: env("proxy-header"),
-		Usage: "header with the client address when a reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the login rate limit"}
-	flagSessionTTL = &cli.DurationFlag{Name: "session-ttl", Value: 7 * 24 * time.Hour, Sources: env("session-ttl"),
-		Usage: "how long a dashboard login lasts"}
-)
-
-func init() {
-	usersDB := []cli.Flag{flagDatabaseURL}
-	register(&cli.Command{
+func dashboardCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "dashboard",
 		Usage: "serve the brands' dashboard (pages and JSON API over Postgres); `dashboard users` manages its logins",
 		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
 			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
-		Flags: append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
-			flagCookieSecure, flagSessionTTL, flagProxyHeader}, logFlags()...),
+		Flags: flags([]cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
+				Usage: "host:port the dashboard listens on"},
+			flagDatabaseURL(),
+			&cli.StringFlag{Name: "widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
+				Usage: "widgetd's base URL, for the widget links ({base}/{customer}/{product}/{influencer}[/{campaign}]) and the live preview"},
+			flagWidgetDomain(),
+			&cli.BoolFlag{Name: "cookie-secure", Sources: env("cookie-secure"),
+				Usage: "mark cookies Secure: set it when users reach the dashboard over HTTPS"},
+			&cli.DurationFlag{Name: "session-ttl", Value: 7 * 24 * time.Hour, Sources: env("session-ttl"),
+				Usage: "how long a dashboard login lasts"},
+			&cli.StringFlag{Name: "proxy-header", Sources: env("proxy-header"),
+				Usage: "header with the client address when a reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the login rate limit"},
+		}, logFlags()),
 		Action: runDashboard,
 		Commands: []*cli.Command{{
 			Name:  "users",
@@ -57,7 +53,7 @@ func init() {
 						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, usersDB...),
+					}, flagDatabaseURL()),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							pw, generated, err := passwordFrom(cmd)
@@ -85,7 +81,7 @@ func init() {
 					Flags: append([]cli.Flag{
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, usersDB...),
+					}, flagDatabaseURL()),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							pw, generated, err := passwordFrom(cmd)
@@ -106,7 +102,7 @@ func init() {
 				{
 					Name:  "list",
 					Usage: "list logins",
-					Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's logins"}}, usersDB...),
+					Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's logins"}}, flagDatabaseURL()),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							users, err := dashboard.ListUsers(ctx, pool, cmd.String("customer"))
@@ -130,7 +126,7 @@ func init() {
 					Name:      "delete",
 					Usage:     "delete a login; its sessions end at once",
 					ArgsUsage: " ",
-					Flags:     append([]cli.Flag{&cli.StringFlag{Name: "login", Required: true, Usage: "login name"}}, usersDB...),
+					Flags:     append([]cli.Flag{&cli.StringFlag{Name: "login", Required: true, Usage: "login name"}}, flagDatabaseURL()),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							if err := dashboard.DeleteUser(ctx, pool, cmd.String("login")); err != nil {
@@ -143,14 +139,17 @@ func init() {
 				},
 			},
 		}},
-	})
+	}
+}
 
-	registerDev(devPart{Name: "dashboard", Order: 50, Start: startDevDashboard},
+// devDashboardFlags are dev's flags for its dashboard.
+func devDashboardFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "dashboard-listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
 			Usage: "host:port of the dashboard"},
 		&cli.StringFlag{Name: "dashboard-widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
 			Usage: "widgetd's base URL as the dashboard links it"},
-	)
+	}
 }
 
 // withDB opens a pool on --database-url, applies pending migrations and
@@ -200,7 +199,7 @@ func passwordFrom(cmd *cli.Command) (pw string, generated bool, err error) {
 }
 
 func runDashboard(ctx context.Context, cmd *cli.Command) error {
-	log, err := loggerFrom(cmd)
+	p, err := newPreamble(cmd)
 	if err != nil {
 		return err
 	}
@@ -208,7 +207,7 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if url == "" {
 		return errors.New("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to")
 	}
-	if _, err := sinks.Migrate(ctx, url, log); err != nil {
+	if _, err := sinks.Migrate(ctx, url, p.Log); err != nil {
 		return err
 	}
 	pool, err := dashboardPool(ctx, url)
@@ -218,12 +217,12 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	defer pool.Close()
 	srv, err := dashboard.New(dashboard.Config{
 		Addr: cmd.String("listen"), WidgetBaseURL: cmd.String("widget-base-url"), WidgetDomain: cmd.String("widget-domain"),
-		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), ProxyHeader: cmd.String("proxy-header"), Log: log,
+		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), ProxyHeader: cmd.String("proxy-header"), Log: p.Log,
 	}, pool)
 	if err != nil {
 		return err
 	}
-	return srv.Run(ctx)
+	return p.run(ctx, cmd, srv.Run, nil)
 }
 
 // startDevDashboard runs the dashboard in dev, with a login for the demo

@@ -19,31 +19,69 @@ func env(flag string) cli.ValueSourceChain {
 }
 
 // Flags shared by several commands. Each command lists the ones it uses.
-var (
-	flagBrokers = &cli.StringFlag{Name: "brokers", Value: "127.0.0.1:9092", Sources: env("brokers"),
+// They are functions, not package variables: a flag holds the value it
+// parsed, so every newApp builds its own (tests run several apps in one
+// process, some at once).
+
+func flagBrokers() cli.Flag {
+	return &cli.StringFlag{Name: "brokers", Value: "127.0.0.1:9092", Sources: env("brokers"),
 		Usage: "Kafka bootstrap brokers, comma separated"}
-	flagTopicPrefix = &cli.StringFlag{Name: "topic-prefix", Value: schemas.DefaultPrefix, Sources: env("topic-prefix"),
+}
+
+func flagTopicPrefix() cli.Flag {
+	return &cli.StringFlag{Name: "topic-prefix", Value: schemas.DefaultPrefix, Sources: env("topic-prefix"),
 		Usage: "prefix of every topic and consumer group name"}
-	flagGeneration = &cli.IntFlag{Name: "generation", Value: 1, Sources: env("generation"),
+}
+
+func flagGeneration() cli.Flag {
+	return &cli.IntFlag{Name: "generation", Value: 1, Sources: env("generation"),
 		Usage: "processor generation: bump it to rebuild every table from the start of the postbacks topic (see README, Replay)"}
-	flagPartitions = &cli.IntFlag{Name: "partitions", Value: schemas.DefaultPartitions, Sources: env("partitions"),
+}
+
+func flagPartitions() cli.Flag {
+	return &cli.IntFlag{Name: "partitions", Value: schemas.DefaultPartitions, Sources: env("partitions"),
 		Usage: "partitions of the topics StreamTools creates (never change it for an existing postbacks topic)"}
-	flagDataDir = &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+}
+
+func flagDataDir() cli.Flag {
+	return &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
 		Usage: "where the embedded broker (and dev's Postgres) keep their data across restarts"}
-	flagDatabaseURL = &cli.StringFlag{Name: "database-url", Sources: env("database-url"),
+}
+
+func flagDatabaseURL() cli.Flag {
+	return &cli.StringFlag{Name: "database-url", Sources: env("database-url"),
 		Usage: "PostgreSQL connection string, e.g. postgres://user:pass@host:5432/streamtools"}
-	flagLogLevel = &cli.StringFlag{Name: "log-level", Value: "info", Sources: env("log-level"),
-		Usage: "debug, info, warn or error"}
-	flagLogFormat = &cli.StringFlag{Name: "log-format", Value: "text", Sources: env("log-format"),
-		Usage: "text or json"}
-)
+}
+
+// flagWidgetDomain is a flag of widgetd, the dashboard and dev.
+func flagWidgetDomain() cli.Flag {
+	return &cli.StringFlag{Name: "widget-domain", Value: "streamtools.io", Sources: env("widget-domain"),
+		Usage: "domain of the public widget links https://{product}-widget-{customer}.{domain}/{influencer}/{campaign}"}
+}
 
 // kafkaFlags are the flags of every command that talks to Kafka.
 func kafkaFlags() []cli.Flag {
-	return []cli.Flag{flagBrokers, flagTopicPrefix, flagGeneration, flagPartitions}
+	return []cli.Flag{flagBrokers(), flagTopicPrefix(), flagGeneration(), flagPartitions()}
 }
 
-func logFlags() []cli.Flag { return []cli.Flag{flagLogLevel, flagLogFormat} }
+// logFlags are the flags of every command that logs (see loggerFrom).
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "info", Sources: env("log-level"),
+			Usage: "debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Value: "text", Sources: env("log-format"),
+			Usage: "text or json"},
+	}
+}
+
+// flags joins lists of flags into a new slice.
+func flags(lists ...[]cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
 
 func namesFrom(cmd *cli.Command) (schemas.Names, error) {
 	n := schemas.Names{Prefix: cmd.String("topic-prefix"), Generation: cmd.Int("generation")}

@@ -4,7 +4,10 @@
 // which runs everything in one process on embedded defaults.
 //
 // main only parses options, wires components together and handles signals;
-// the components live in their own packages and expose Run(ctx).
+// the components live in their own packages and expose Run(ctx). main.go
+// lists every command (newApp) and every part of dev (devParts); each
+// command's flags sit beside it in its own file, and preamble.go is what
+// every component command starts with.
 package main
 
 import (
@@ -13,18 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
 )
-
-// commands is filled by the init functions of this package's files, one
-// file per subcommand, so that every flag of a command sits beside it.
-var commands []*cli.Command
-
-func register(c *cli.Command) { commands = append(commands, c) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -35,17 +31,33 @@ func main() {
 	}
 }
 
-// newApp returns the command tree; tests run it in process.
+// newApp returns the command tree: every command of the binary, listed
+// here. It builds new command and flag values on each call, since
+// urfave/cli keeps state in them (parents, help commands, parsed values):
+// tests run several apps in one process, some at the same time.
 func newApp() *cli.Command {
-	finishDevFlags()
-	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	return &cli.Command{
 		Name:  "streamtools",
 		Usage: "turn brands' postbacks into live counts for streamers' widgets, a dashboard and Postgres",
 		Description: "Every flag can also be set with the environment variable shown beside it.\n" +
 			"Start with `streamtools dev`: everything in one process, on embedded defaults.",
-		Version:               version(),
-		Commands:              commands,
+		Version: version(),
+		Commands: []*cli.Command{
+			devCommand(devParts()),
+			// The components, one process each in production.
+			brokerCommand(),
+			ingestCommand(),
+			processCommand(),
+			sinkCommand(),
+			widgetdCommand(),
+			dashboardCommand(),
+			// Operators' commands.
+			customersCommand(),
+			keysCommand(),
+			migrateCommand(),
+			replayCommand(),
+			benchCommand(),
+		},
 		EnableShellCompletion: true,
 		// Without it, an unknown command printed "No help topic for ..."
 		// and nothing else.
@@ -60,6 +72,23 @@ func newApp() *cli.Command {
 			return fmt.Errorf("unknown command %q; the commands are %s (streamtools --help says what each does)",
 				cmd.Args().First(), strings.Join(names, ", "))
 		},
+	}
+}
+
+// devParts are what `streamtools dev` runs, in start order. They stop
+// intake first (the edge: nothing new is accepted while the rest drains),
+// then the others in reverse order, each after the one before it returned
+// (internal/supervise).
+func devParts() []devPart {
+	return []devPart{
+		// First, so that the sink and the dashboard find its URL.
+		{Name: "postgres", Start: startDevPostgres, Flags: devPostgresFlags()},
+		{Name: "ingest", Intake: true, Start: startDevIngest, Flags: devIngestFlags()},
+		{Name: "process", Start: startDevProcess},
+		// Migrates the schema before the dashboard starts.
+		{Name: "sink", Start: startDevSink},
+		{Name: "widgetd", Start: startDevWidgetd, Flags: devWidgetdFlags()},
+		{Name: "dashboard", Start: startDevDashboard, Flags: devDashboardFlags()},
 	}
 }
 

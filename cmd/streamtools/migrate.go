@@ -9,18 +9,18 @@ import (
 	"github.com/streamtools/streamtools/sinks"
 )
 
-func init() {
-	register(&cli.Command{
+func migrateCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "migrate",
 		Usage: "apply the Postgres schema migrations (the sink also applies them at start)",
 		Description: "Applies every pending migration embedded in the binary (sinks/migrations) to --database-url.\n" +
 			"Safe to run at any time and from several places at once. See the README (Postgres section).",
-		Flags: append([]cli.Flag{flagDatabaseURL,
+		Flags: flags([]cli.Flag{flagDatabaseURL(),
 			&cli.BoolFlag{Name: "status", Usage: "list the migrations and whether each ran, change nothing"},
 			&cli.BoolFlag{Name: "down", Usage: "roll back the most recent migration (drops its tables and data)"},
-		}, logFlags()...),
+		}, logFlags()),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			log, err := loggerFrom(cmd)
+			p, err := newPreamble(cmd)
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ func init() {
 				fmt.Printf("rolled back %05d %s\n", r.Version, r.Source)
 				return nil
 			}
-			res, err := sinks.Migrate(ctx, url, log)
+			res, err := sinks.Migrate(ctx, url, p.Log)
 			if err != nil {
 				return err
 			}
@@ -62,5 +62,5 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }

@@ -11,12 +11,14 @@ import (
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
-func init() {
-	port := &cli.IntFlag{Name: "postgres-port", Value: 54320, Sources: env("postgres-port"),
-		Usage: "port of dev's embedded PostgreSQL on 127.0.0.1 (unused with --database-url)"}
-	binDir := &cli.StringFlag{Name: "postgres-bin-dir", Sources: env("postgres-bin-dir"),
-		Usage: "directory holding initdb and postgres for dev's embedded PostgreSQL (default: PATH, then /usr/lib/postgresql/*/bin and the usual places)"}
-	registerDev(devPart{Name: "postgres", Order: 5, Start: startDevPostgres}, port, binDir)
+// devPostgresFlags are dev's flags for its embedded PostgreSQL.
+func devPostgresFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "postgres-port", Value: 54320, Sources: env("postgres-port"),
+			Usage: "port of dev's embedded PostgreSQL on 127.0.0.1 (unused with --database-url)"},
+		&cli.StringFlag{Name: "postgres-bin-dir", Sources: env("postgres-bin-dir"),
+			Usage: "directory holding initdb and postgres for dev's embedded PostgreSQL (default: PATH, then /usr/lib/postgresql/*/bin and the usual places)"},
+	}
 }
 
 // startDevPostgres starts a PostgreSQL cluster in <data-dir>/postgres from

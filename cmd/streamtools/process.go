@@ -13,21 +13,23 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-var processFlags = []cli.Flag{
-	&cli.StringFlag{Name: "state-dir", Sources: env("state-dir"),
-		Usage: "local directory of this instance's goka tables, wiped at start (the changelogs are the source of truth); default a temporary directory removed at exit"},
-	&cli.DurationFlag{Name: "event-id-retention", Value: 7 * 24 * time.Hour, Sources: env("event-id-retention"),
-		Usage: "how long a sender's event_id stays a duplicate key (at least 1h)"},
-	&cli.DurationFlag{Name: "maintain-every", Value: time.Hour, Sources: env("maintain-every"),
-		Usage: "period of the claims maintenance that deletes past days' visitor claims and expired event ids"},
-	&cli.IntFlag{Name: "replication", Value: 1, Sources: env("replication"),
-		Usage: "replication factor of topics goka creates (1 on a single broker; 3 on a production cluster)"},
-	&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9102", Sources: env("metrics-listen"),
-		Usage: "host:port serving Prometheus /metrics (streamtools_processor_postbacks_total, ..._ready, ...) and /readyz (503 while starting or while the broker does not answer); empty disables it"},
+func processFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "state-dir", Sources: env("state-dir"),
+			Usage: "local directory of this instance's goka tables, wiped at start (the changelogs are the source of truth); default a temporary directory removed at exit"},
+		&cli.DurationFlag{Name: "event-id-retention", Value: 7 * 24 * time.Hour, Sources: env("event-id-retention"),
+			Usage: "how long a sender's event_id stays a duplicate key (at least 1h)"},
+		&cli.DurationFlag{Name: "maintain-every", Value: time.Hour, Sources: env("maintain-every"),
+			Usage: "period of the claims maintenance that deletes past days' visitor claims and expired event ids"},
+		&cli.IntFlag{Name: "replication", Value: 1, Sources: env("replication"),
+			Usage: "replication factor of topics goka creates (1 on a single broker; 3 on a production cluster)"},
+		&cli.StringFlag{Name: "metrics-listen", Value: "127.0.0.1:9102", Sources: env("metrics-listen"),
+			Usage: "host:port serving Prometheus /metrics (streamtools_processor_postbacks_total, ..._ready, ...) and /readyz (503 while starting or while the broker does not answer); empty disables it"},
+	}
 }
 
-func init() {
-	register(&cli.Command{
+func processCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "process",
 		Usage: "run the goka processors: claims (anti-cheat, event ids), verdicts and the stats table per day row",
 		Description: "Reads the postbacks topic, gives every postback a verdict (counted, duplicate_visitor,\n" +
@@ -35,18 +37,13 @@ func init() {
 			"Run any number of instances: they share the partitions through goka's consumer groups. A broker\n" +
 			"outage stalls them (not ready) and they resume on their own. Bump --generation to rebuild every\n" +
 			"table from the start of postbacks. See docs/processors.md.",
-		Flags:  append(append(append([]cli.Flag{}, processFlags...), kafkaFlags()...), logFlags()...),
+		Flags:  flags(processFlags(), kafkaFlags(), logFlags()),
 		Action: runProcess,
-	})
-	registerDev(devPart{Name: "process", Order: 20, Start: startDevProcess})
+	}
 }
 
 func runProcess(ctx context.Context, cmd *cli.Command) error {
-	log, err := loggerFrom(cmd)
-	if err != nil {
-		return err
-	}
-	names, err := namesFrom(cmd)
+	pre, err := newPreamble(cmd)
 	if err != nil {
 		return err
 	}
@@ -57,27 +54,21 @@ func runProcess(ctx context.Context, cmd *cli.Command) error {
 		}
 		defer os.RemoveAll(dir)
 	}
-	reg := newRegistry()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	p, err := processors.New(setup, processors.Config{
-		Brokers: brokersFrom(cmd), Names: names, StateDir: dir, Log: log,
+		Brokers: brokersFrom(cmd), Names: pre.Names, StateDir: dir, Log: pre.Log,
 		Partitions:       int32(cmd.Int("partitions")),
 		EventIDRetention: cmd.Duration("event-id-retention"),
 		MaintainEvery:    cmd.Duration("maintain-every"),
 		Replication:      cmd.Int("replication"),
-		Registerer:       reg,
+		Registerer:       pre.Metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the processors (is Kafka at --brokers %s?): %w", cmd.String("brokers"), err)
 	}
-	stopMetrics, err := serveMetrics(cmd.String("metrics-listen"), reg, log, p.Ready)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	log.Info("processors starting", "generation", names.Generation, "state_dir", dir)
-	return p.Run(ctx)
+	pre.Log.Info("processors starting", "generation", pre.Names.Generation, "state_dir", dir)
+	return pre.run(ctx, cmd, p.Run, p.Ready)
 }
 
 func startDevProcess(ctx context.Context, env *devEnv) (func(context.Context) error, error) {

@@ -13,37 +13,34 @@ import (
 	"github.com/streamtools/streamtools/sinks"
 )
 
-func init() {
-	register(&cli.Command{
+func replayCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "replay",
 		Usage: "rebuild the Postgres tables (all, one customer, or a date range) from the topics",
 		Description: "Reads the events topic and the stats table changelog of --generation from their start up to their\n" +
 			"end at start time, and upserts every row in scope, like the sink. Prints what changed\n" +
 			"(inserted, updated, unchanged). Safe while the sink runs. See the README (Postgres section).",
-		Flags: append(append([]cli.Flag{flagDatabaseURL,
+		Flags: flags([]cli.Flag{flagDatabaseURL(),
 			&cli.StringFlag{Name: "customer", Usage: "rebuild only this customer code"},
 			&cli.StringFlag{Name: "from", Usage: "first day to rebuild, YYYY-MM-DD (the customer's day)"},
 			&cli.StringFlag{Name: "to", Usage: "last day to rebuild, YYYY-MM-DD, inclusive"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would change, change nothing"},
 			&cli.IntFlag{Name: "batch-size", Value: 10000, Usage: "most records per transaction"},
-		}, kafkaFlags()...), logFlags()...),
+		}, kafkaFlags(), logFlags()),
 		Action: runReplay,
-	})
+	}
 }
 
 func runReplay(ctx context.Context, cmd *cli.Command) error {
-	log, err := loggerFrom(cmd)
+	p, err := newPreamble(cmd)
 	if err != nil {
 		return err
 	}
-	names, err := namesFrom(cmd)
-	if err != nil {
-		return err
-	}
+	names := p.Names
 	cfg := sinks.ReplayConfig{
 		Brokers: brokersFrom(cmd), Names: names, DatabaseURL: cmd.String("database-url"),
 		Customer: cmd.String("customer"), From: cmd.String("from"), To: cmd.String("to"),
-		DryRun: cmd.Bool("dry-run"), BatchSize: cmd.Int("batch-size"), Log: log,
+		DryRun: cmd.Bool("dry-run"), BatchSize: cmd.Int("batch-size"), Log: p.Log,
 	}
 	var bar *progressbar.ProgressBar
 	if isatty.IsTerminal(os.Stderr.Fd()) {
@@ -78,7 +75,7 @@ func runReplay(ctx context.Context, cmd *cli.Command) error {
 	if cfg.DryRun {
 		what = "would change (dry run: nothing was written)"
 	}
-	fmt.Printf("replay of %s and %s %s in %v:\n", names.Events(), sinks.StatsTopic(names), what, time.Since(start).Round(time.Millisecond))
+	fmt.Printf("replay of %s and %s %s in %v:\n", names.Events(), names.StatsTable(), what, time.Since(start).Round(time.Millisecond))
 	fmt.Printf("  records read %d (out of scope %d, past retention %d, invalid %d)\n", sum.Records, sum.Filtered, sum.Expired, sum.Invalid)
 	fmt.Printf("  %-12s inserted %d, updated %d, unchanged %d\n", "events", sum.Events.Inserted, sum.Events.Updated, sum.Events.Unchanged)
 	fmt.Printf("  %-12s inserted %d, updated %d, unchanged %d, deleted %d\n", "daily_stats",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,7 +23,7 @@ type tenantSession struct {
 	reg   *tenant.Registry
 	cl    *kgo.Client
 	names schemas.Names
-	stop  context.CancelFunc
+	stop  func() error // ends the registry's Run and returns its error
 }
 
 func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) {
@@ -53,19 +54,53 @@ func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) 
 		cl.Close()
 		return nil, err
 	}
-	rctx, stop := context.WithCancel(ctx)
-	go reg.Run(rctx)
-	select {
-	case <-reg.Ready():
-	case <-tctx.Done():
-		stop()
+	stop, err := runRegistry(ctx, reg, 15*time.Second)
+	if err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("reading the tenant topics: %w", tctx.Err())
+		return nil, err
 	}
 	return &tenantSession{reg: reg, cl: cl, names: names, stop: stop}, nil
 }
 
-func (s *tenantSession) Close() { s.stop(); s.cl.Close() }
+// Close stops the registry and closes the producer; it returns the
+// registry's error, if it had one.
+func (s *tenantSession) Close() error {
+	defer s.cl.Close()
+	return s.stop()
+}
+
+// runRegistry runs reg on ctx in the background and waits, at most wait,
+// until it has read the tenant topics to their end. stop ends the Run and
+// returns what it returned; call it once. When Run fails first, or wait
+// passes, runRegistry returns that error and reg is not running.
+func runRegistry(ctx context.Context, reg *tenant.Registry, wait time.Duration) (stop func() error, err error) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(rctx) }()
+	stop = func() error {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("reading the tenant topics: %w", err)
+		}
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-reg.Ready():
+		return stop, nil
+	case err := <-done:
+		cancel()
+		if err == nil {
+			err = ctx.Err() // Run returns nil once ctx is done
+		}
+		return nil, fmt.Errorf("reading the tenant topics: %w", err)
+	case <-timer.C:
+		return nil, errors.Join(fmt.Errorf("reading the tenant topics: not at their end after %v", wait), stop())
+	case <-ctx.Done():
+		return nil, errors.Join(fmt.Errorf("reading the tenant topics: %w", ctx.Err()), stop())
+	}
+}
 
 // withTenants wraps an action that needs the tenant topics read to their end.
 func withTenants(fn func(context.Context, *cli.Command, *tenantSession) error) cli.ActionFunc {
@@ -74,8 +109,8 @@ func withTenants(fn func(context.Context, *cli.Command, *tenantSession) error) c
 		if err != nil {
 			return err
 		}
-		defer s.Close()
-		return fn(ctx, cmd, s)
+		err = fn(ctx, cmd, s)
+		return errors.Join(err, s.Close())
 	}
 }
 
@@ -89,9 +124,13 @@ func splitList(s string) []string {
 	return out
 }
 
-func init() {
-	flagCustomer := &cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code"}
-	register(&cli.Command{
+// flagCustomer is the --customer of customers product and keys create.
+func flagCustomer() cli.Flag {
+	return &cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code"}
+}
+
+func customersCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "customers",
 		Usage: "create, change and list customers (brands) and their products; running components pick changes up live",
 		Commands: []*cli.Command{
@@ -133,7 +172,7 @@ func init() {
 				Name:  "product",
 				Usage: "create or change a product (widget code) of a customer and its widget settings",
 				Flags: append([]cli.Flag{
-					flagCustomer,
+					flagCustomer(),
 					&cli.StringFlag{Name: "code", Required: true, Usage: "product (widget) code"},
 					&cli.StringFlag{Name: "title", Usage: "widget title"},
 					&cli.StringFlag{Name: "event-types", Usage: "event types the widget counts, comma separated (empty = all)"},
@@ -196,16 +235,18 @@ func init() {
 				}),
 			},
 		},
-	})
+	}
+}
 
-	register(&cli.Command{
+func keysCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "keys",
 		Usage: "create, revoke and list postback access keys; running edges pick changes up live",
 		Commands: []*cli.Command{
 			{
 				Name:  "create",
 				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
-				Flags: append([]cli.Flag{flagCustomer, &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
+				Flags: append([]cli.Flag{flagCustomer(), &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
 					if _, ok := s.reg.Customer(code); !ok {
@@ -264,7 +305,7 @@ func init() {
 				}),
 			},
 		},
-	})
+	}
 }
 
 // findKey finds a key record by the key itself or by a hash prefix of at
@@ -289,4 +330,4 @@ func findKey(keys []schemas.AccessKey, arg string) (schemas.AccessKey, error) {
 
 // tenantFlags are the flags of the customers and keys commands: the tenant
 // topics depend on the topic prefix only.
-func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers, flagTopicPrefix} }
+func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers(), flagTopicPrefix()} }

@@ -9,17 +9,8 @@ import (
 	"github.com/streamtools/streamtools/widgetd"
 )
 
-var (
-	flagWidgetdListen = &cli.StringFlag{Name: "listen", Value: widgetd.DefaultAddr, Sources: env("widgetd-listen"),
-		Usage: "host:port widgetd listens on"}
-	flagWidgetHeartbeat = &cli.DurationFlag{Name: "widget-heartbeat", Value: widgetd.DefaultHeartbeatInterval, Sources: env("widget-heartbeat"),
-		Usage: "interval of websocket pings and heartbeat messages; a page that hears nothing for 3 intervals reconnects"}
-	flagWidgetMaxConns = &cli.IntFlag{Name: "widget-max-connections", Value: widgetd.DefaultMaxConnections, Sources: env("widget-max-connections"),
-		Usage: "open websockets per widgetd instance; more are refused with 503"}
-)
-
-func init() {
-	register(&cli.Command{
+func widgetdCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "widgetd",
 		Usage: "serve the streamers' OBS widgets (page + websocket), live from the stats table changelogs",
 		Description: "Tails the stats tables of the processors (no consumer group: run as many instances as you like\n" +
@@ -27,33 +18,42 @@ func init() {
 			"  https://{product}-widget-{customer_code}.{widget-domain}/{influencer_id}[/{campaign}]\n" +
 			"  http://{listen}/{customer_code}/{product}/{influencer_id}[/{campaign}]\n" +
 			"and its websocket at /ws/{customer_code}/{product}/{influencer_id}[/{campaign}].",
-		Flags: append(append([]cli.Flag{flagWidgetdListen, flagWidgetDomain, flagWidgetHeartbeat, flagWidgetMaxConns},
-			kafkaFlags()...), logFlags()...),
-		Action: func(ctx context.Context, cmd *cli.Command) error {
-			log, err := loggerFrom(cmd)
-			if err != nil {
-				return err
-			}
-			names, err := namesFrom(cmd)
-			if err != nil {
-				return err
-			}
-			srv, err := widgetd.New(widgetd.Config{
-				Addr: cmd.String("listen"), Brokers: brokersFrom(cmd), Names: names,
-				Domain: cmd.String("widget-domain"), HeartbeatInterval: cmd.Duration("widget-heartbeat"),
-				MaxConnections: int(cmd.Int("widget-max-connections")), Log: log,
-			})
-			if err != nil {
-				return err
-			}
-			return srv.Run(ctx)
-		},
-	})
+		Flags: flags([]cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: widgetd.DefaultAddr, Sources: env("widgetd-listen"),
+				Usage: "host:port widgetd listens on"},
+			flagWidgetDomain(),
+			&cli.DurationFlag{Name: "widget-heartbeat", Value: widgetd.DefaultHeartbeatInterval, Sources: env("widget-heartbeat"),
+				Usage: "interval of websocket pings and heartbeat messages; a page that hears nothing for 3 intervals reconnects"},
+			&cli.IntFlag{Name: "widget-max-connections", Value: widgetd.DefaultMaxConnections, Sources: env("widget-max-connections"),
+				Usage: "open websockets per widgetd instance; more are refused with 503"},
+		}, kafkaFlags(), logFlags()),
+		Action: runWidgetd,
+	}
+}
 
-	registerDev(devPart{Name: "widgetd", Order: 40, Start: startDevWidgetd},
+func runWidgetd(ctx context.Context, cmd *cli.Command) error {
+	p, err := newPreamble(cmd)
+	if err != nil {
+		return err
+	}
+	srv, err := widgetd.New(widgetd.Config{
+		Addr: cmd.String("listen"), Brokers: brokersFrom(cmd), Names: p.Names,
+		Domain: cmd.String("widget-domain"), HeartbeatInterval: cmd.Duration("widget-heartbeat"),
+		MaxConnections: int(cmd.Int("widget-max-connections")), Log: p.Log, Registerer: p.Metrics,
+	})
+	if err != nil {
+		return err
+	}
+	return p.run(ctx, cmd, srv.Run, nil)
+}
+
+// devWidgetdFlags are dev's flags for its widgetd.
+func devWidgetdFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "widgetd-listen", Value: widgetd.DefaultAddr, Sources: env("widgetd-listen"),
 			Usage: "host:port of widgetd (the OBS widgets)"},
-		flagWidgetDomain)
+		flagWidgetDomain(),
+	}
 }
 
 func startDevWidgetd(ctx context.Context, env *devEnv) (func(context.Context) error, error) {

@@ -87,9 +87,10 @@ type Cluster struct {
 	log    *slog.Logger
 	cred   *syscall.Credential // nil when not root
 	port   int
-	mu     sync.Mutex // guards cmd and exited
+	mu     sync.Mutex // guards cmd, exited and exit
 	cmd    *exec.Cmd
-	exited chan struct{}
+	exited chan struct{} // closed once the postmaster exited
+	exit   *error        // what cmd.Wait returned; read it once exited is closed
 }
 
 // FindBinDir returns the directory that holds initdb and postgres: the one
@@ -331,7 +332,8 @@ func (c *Cluster) startOn(ctx context.Context, port int) error {
 		return fmt.Errorf("pgembed: starting postgres: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }() // the exit is observed through exited
+	exit := new(error)
+	go func() { *exit = cmd.Wait(); close(exited) }()
 	url := urlFor(port, "postgres")
 	deadline := time.Now().Add(c.cfg.StartTimeout)
 	for {
@@ -344,7 +346,7 @@ func (c *Cluster) startOn(ctx context.Context, port int) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("pgembed: postgres exited at start on port %d; its log, %s, ends with:\n%s", port, c.LogPath(), tail(c.LogPath()))
+			return fmt.Errorf("pgembed: postgres exited at start on port %d (%v); its log, %s, ends with:\n%s", port, *exit, c.LogPath(), tail(c.LogPath()))
 		default:
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
@@ -354,7 +356,7 @@ func (c *Cluster) startOn(ctx context.Context, port int) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.cmd, c.exited = cmd, exited
+	c.cmd, c.exited, c.exit = cmd, exited, exit
 	c.log.Info("postgres started", "port", port, "dir", c.dataDir())
 	return nil
 }
@@ -367,10 +369,13 @@ func (c *Cluster) Stop() error {
 	if c.cmd == nil {
 		return nil
 	}
-	cmd, exited := c.cmd, c.exited
-	c.cmd, c.exited = nil, nil
+	cmd, exited, exit := c.cmd, c.exited, c.exit
+	c.cmd, c.exited, c.exit = nil, nil, nil
 	select {
 	case <-exited:
+		if *exit != nil {
+			return fmt.Errorf("pgembed: postgres had exited on its own (%w); its log, %s, ends with:\n%s", *exit, c.LogPath(), tail(c.LogPath()))
+		}
 		return nil
 	default:
 	}
@@ -380,8 +385,14 @@ func (c *Cluster) Stop() error {
 	select {
 	case <-exited:
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		c.log.Warn("postgres did not stop within 30s of SIGINT: sending SIGQUIT (immediate shutdown)", "port", c.port)
+		if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("pgembed: stopping postgres with SIGQUIT: %w", err)
+		}
 		<-exited
+	}
+	if *exit != nil {
+		return fmt.Errorf("pgembed: stopping postgres: %w", *exit)
 	}
 	c.log.Info("postgres stopped", "port", c.port)
 	return nil
@@ -396,9 +407,9 @@ func (c *Cluster) Kill() {
 	if c.cmd == nil {
 		return
 	}
-	_ = c.cmd.Process.Kill()
-	<-c.exited
-	c.cmd, c.exited = nil, nil
+	_ = c.cmd.Process.Kill() // os.ErrProcessDone at worst: it died already
+	<-c.exited               // Wait's error is "signal: killed", as asked
+	c.cmd, c.exited, c.exit = nil, nil, nil
 	c.log.Info("postgres killed", "port", c.port)
 }
 

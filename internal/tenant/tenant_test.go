@@ -8,6 +8,7 @@ import (
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -34,9 +35,11 @@ func TestRegistryFollowsKeysWithoutRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go reg.Run(ctx)
+	run := testrun.Start(t, "registry Run", reg.Run)
 	select {
 	case <-reg.Ready():
+	case <-run.Exited():
+		t.Fatalf("the registry's Run returned before it was ready: %v", run.Err())
 	case <-ctx.Done():
 		t.Fatal("registry never became ready")
 	}

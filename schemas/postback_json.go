@@ -1,18 +1,20 @@
-package ingest
+package schemas
 
 import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"github.com/streamtools/streamtools/schemas"
 )
 
-// appendPostback appends the JSON of p, byte for byte what
-// schemas.PostbackCodec (encoding/json) writes (TestAppendPostbackMatchesStd
-// and FuzzAppendPostback check it), without reflection: the profile showed
-// json.Marshal among the edge's largest costs per request.
-func appendPostback(b []byte, p *schemas.Postback) []byte {
+// AppendPostback appends the JSON of p, byte for byte what encoding/json
+// writes for it, without reflection: the profile showed json.Marshal among
+// the edge's largest costs per request, and the edge encodes every postback
+// it accepts. PostbackCodec decodes what it writes.
+//
+// A field added to Postback (or Attrs) must be added here too:
+// TestAppendPostbackCoversEveryField fails until it is, and
+// TestAppendPostbackMatchesStd and FuzzAppendPostback check the escaping.
+func AppendPostback(b []byte, p *Postback) []byte {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, int64(p.V), 10)
 	b = append(b, `,"id":`...)

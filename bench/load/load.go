@@ -1,10 +1,10 @@
-// Package loadtest measures the ingest edge: a closed-loop HTTP/1.1 load
+// Package load measures the ingest edge: a closed-loop HTTP/1.1 load
 // generator over many keep-alive loopback connections, a bare fasthttp
 // baseline that only parses the same JSON and answers 202, and the real
 // edge producing durably (acks=all) to an in-process kfake broker. It backs
 // `streamtools bench ingest`; both servers face the same generator in the
 // same run so that the ratio, not the absolute figure, is what counts.
-package loadtest
+package load
 
 import (
 	"bufio"
@@ -56,7 +56,7 @@ func (r Result) PerSecond() float64 { return float64(r.Accepted) / r.Elapsed.Sec
 // at Conns concurrent senders.
 func Run(ctx context.Context, l Load) (Result, error) {
 	if l.Conns < 1 || len(l.Bodies) == 0 {
-		return Result{}, errors.New("loadtest: Conns and Bodies must not be empty")
+		return Result{}, errors.New("load: Conns and Bodies must not be empty")
 	}
 	reqs := make([][]byte, len(l.Bodies))
 	for i, b := range l.Bodies {
@@ -81,7 +81,7 @@ func Run(ctx context.Context, l Load) (Result, error) {
 	for range l.Conns {
 		c, err := net.Dial("tcp", l.Addr)
 		if err != nil {
-			return Result{}, fmt.Errorf("loadtest: dialing %s: %w", l.Addr, err)
+			return Result{}, fmt.Errorf("load: dialing %s: %w", l.Addr, err)
 		}
 		conns = append(conns, c)
 	}
@@ -100,7 +100,7 @@ func Run(ctx context.Context, l Load) (Result, error) {
 				if _, err := c.Write(reqs[n%len(reqs)]); err != nil {
 					if !stop.Load() {
 						mu.Lock()
-						firstErr = cmpErr(firstErr, fmt.Errorf("loadtest: writing: %w", err))
+						firstErr = cmpErr(firstErr, fmt.Errorf("load: writing: %w", err))
 						mu.Unlock()
 					}
 					return
@@ -109,7 +109,7 @@ func Run(ctx context.Context, l Load) (Result, error) {
 				if err != nil {
 					if !stop.Load() {
 						mu.Lock()
-						firstErr = cmpErr(firstErr, fmt.Errorf("loadtest: reading: %w", err))
+						firstErr = cmpErr(firstErr, fmt.Errorf("load: reading: %w", err))
 						mu.Unlock()
 					}
 					return

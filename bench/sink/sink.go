@@ -1,4 +1,4 @@
-// Package sinkbench measures the Postgres sink (`streamtools bench sink`):
+// Package sink measures the Postgres sink (`streamtools bench sink`):
 // rows per second through the sink (Kafka fetch, decode, COPY into a
 // temporary table, upsert, offsets, commit) against a plain COPY of the
 // same rows into the same table in the same run, and whether the sink keeps
@@ -6,7 +6,7 @@
 //
 // It starts its own embedded broker and, unless given a database URL, its
 // own PostgreSQL cluster in a temporary directory.
-package sinkbench
+package sink
 
 import (
 	"context"
@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer b.Close()
 	url := cfg.DatabaseURL
 	if url == "" {
-		dir, err := os.MkdirTemp("", "sinkbench-")
+		dir, err := os.MkdirTemp("", "streamtools-bench-sink-")
 		if err != nil {
 			return res, fmt.Errorf("creating a temporary directory: %w", err)
 		}
@@ -199,7 +199,7 @@ func median(d []time.Duration) time.Duration {
 func topics(ctx context.Context, cl *kgo.Client, names schemas.Names) error {
 	compact := "compact"
 	specs := append(kafkautil.CoreTopics(names, schemas.DefaultPartitions), kafkautil.TopicSpec{
-		Name: sinks.StatsTopic(names), Partitions: schemas.DefaultPartitions, Configs: map[string]*string{"cleanup.policy": &compact}})
+		Name: names.StatsTable(), Partitions: schemas.DefaultPartitions, Configs: map[string]*string{"cleanup.policy": &compact}})
 	return kafkautil.EnsureTopics(ctx, cl, specs)
 }
 
@@ -271,7 +271,7 @@ func keepUp(ctx context.Context, cfg Config, addr string, cl *kgo.Client, url st
 				stats[k]++
 				st := statsRow(k, stats[k])
 				sv, _ := schemas.StatsCodec.Encode(st) // a plain struct: cannot fail
-				cl.Produce(ctx, &kgo.Record{Topic: sinks.StatsTopic(names),
+				cl.Produce(ctx, &kgo.Record{Topic: names.StatsTable(),
 					Key: []byte(schemas.DayKey(st.CustomerCode, st.Product, st.InfluencerID, st.Campaign, st.Day)), Value: sv},
 					func(_ *kgo.Record, err error) {
 						if err != nil {

@@ -278,13 +278,13 @@ func urlsFor(cfg Config, prefix string) []string {
 	return urls
 }
 
-func runBaseline(ctx context.Context, cfg Config) (Result, error) {
+func runBaseline(ctx context.Context, cfg Config) (_ Result, err error) {
 	res := Result{Name: "baseline: fasthttp/websocket broadcast"}
 	b, err := startBaseline()
 	if err != nil {
 		return res, err
 	}
-	defer b.close()
+	defer func() { err = errors.Join(err, b.close()) }()
 	mem0, rss0 := memory()
 	c, n, err := startClients(ctx, cfg, urlsFor(cfg, "ws://"+b.addr()+"/ws/"), "127.0.0.1")
 	if err != nil {
@@ -316,7 +316,7 @@ func runBaseline(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
+func runWidgetd(ctx context.Context, cfg Config) (_ Result, err error) {
 	res := Result{Name: "widgetd: kafka changelog -> websocket"}
 	bk, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Partitions: 6})
 	if err != nil {
@@ -366,10 +366,19 @@ func runWidgetd(ctx context.Context, cfg Config) (Result, error) {
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(sctx) }()
-	defer func() { stop(); <-done }()
+	stopped := false // done was read
+	defer func() {
+		stop()
+		if !stopped {
+			if werr := <-done; werr != nil {
+				err = errors.Join(err, fmt.Errorf("widgetd: %w", werr))
+			}
+		}
+	}()
 	select {
 	case <-srv.Ready():
 	case err := <-done:
+		stopped = true
 		return res, fmt.Errorf("widgetd stopped: %w", err)
 	case <-time.After(60 * time.Second):
 		return res, errors.New("widgetd not ready after 60s")

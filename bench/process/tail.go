@@ -1,4 +1,4 @@
-package processbench
+package process
 
 import (
 	"context"

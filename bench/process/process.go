@@ -1,4 +1,4 @@
-// Package processbench measures the processors on an in-process kfake
+// Package process measures the processors on an in-process kfake
 // broker: throughput from a pre-filled postbacks topic (a backlog the
 // processors find when they start) until the stats table holds every
 // postback, against a bare franz-go consumer reading the same topic in the
@@ -7,11 +7,12 @@
 // holds per postback, and the peak RSS of the process (broker and
 // processors). Then latency from a postback produced to its stats row, at a
 // fixed rate. `streamtools bench process` runs it.
-package processbench
+package process
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -179,7 +181,10 @@ func (e *env) close() {
 	os.RemoveAll(e.dir)
 }
 
-func (e *env) startProcessors(ctx context.Context, o Options) (stop func(), done <-chan error, err error) {
+// startProcessors runs the processors until stop. done receives what Run
+// returned if it returns before stop; stop returns it either way (nil for
+// a Run that stopped because stop cancelled it).
+func (e *env) startProcessors(ctx context.Context, o Options) (stop func() error, done <-chan error, err error) {
 	p, err := processors.New(ctx, processors.Config{
 		Brokers: []string{e.b.Addr()}, Names: e.n, StateDir: e.dir, Partitions: o.Partitions, Log: o.Log,
 	})
@@ -188,8 +193,21 @@ func (e *env) startProcessors(ctx context.Context, o Options) (stop func(), done
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	ch := make(chan error, 1)
-	go func() { ch <- p.Run(pctx) }()
-	return func() { cancel(); <-ch }, ch, nil
+	exited := make(chan struct{})
+	var runErr error // read once exited is closed
+	go func() {
+		runErr = p.Run(pctx)
+		ch <- runErr
+		close(exited)
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(func() { cancel(); <-exited })
+		if errors.Is(runErr, context.Canceled) {
+			return nil
+		}
+		return runErr
+	}, ch, nil
 }
 
 func runScenario(ctx context.Context, o Options, name string, keys int) (Scenario, error) {
@@ -250,8 +268,7 @@ func runScenario(ctx context.Context, o Options, name string, keys int) (Scenari
 	first, err := tail.waitAll(ctx, int64(o.Events), done)
 	rcancel()
 	if err != nil {
-		stop()
-		return s, err
+		return s, errors.Join(err, stop())
 	}
 	s.Pipeline, s.FromFirst = time.Since(t0), time.Since(first)
 	s.PeakRSS = peak.Load()
@@ -262,7 +279,9 @@ func runScenario(ctx context.Context, o Options, name string, keys int) (Scenari
 	s.RatioFast = s.SteadyRate / s.BaselineFastRate
 	// Let the last writes land, then count what the broker holds.
 	time.Sleep(time.Second)
-	stop()
+	if err := stop(); err != nil {
+		return s, fmt.Errorf("stopping the processors: %w", err)
+	}
 	recs, bytes, err := e.brokerHolds(ctx)
 	if err != nil {
 		return s, err
@@ -332,7 +351,7 @@ func RSS() int64 {
 }
 
 // runLatency produces at Rate and measures produce -> stats row visible.
-func runLatency(ctx context.Context, o Options, rep *Report) error {
+func runLatency(ctx context.Context, o Options, rep *Report) (err error) {
 	e, err := newEnv(ctx, o)
 	if err != nil {
 		return err
@@ -350,7 +369,7 @@ func runLatency(ctx context.Context, o Options, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	// Warm up: one postback through every group before measuring.
 	warm := postback(0, o.Keys, time.Now().UTC())
 	if err := e.cl.ProduceSync(ctx, record(e.n, &warm)).FirstErr(); err != nil {

@@ -1,7 +1,8 @@
-package loadtest
+package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,7 +103,7 @@ const benchKey = "bench-access-key"
 
 // Compare starts kfake on a random port, the edge and the baseline, and
 // measures both with the same generator, alternating, Rounds times.
-func Compare(ctx context.Context, o Options) (Report, error) {
+func Compare(ctx context.Context, o Options) (_ Report, err error) {
 	if o.Conns == 0 {
 		o.Conns = 256
 	}
@@ -178,7 +179,12 @@ func Compare(ctx context.Context, o Options) (Report, error) {
 	ectx, ecancel := context.WithCancel(ctx)
 	edone := make(chan error, 1)
 	go func() { edone <- edge.Run(ectx) }()
-	defer func() { ecancel(); <-edone }()
+	defer func() {
+		ecancel()
+		if eerr := <-edone; eerr != nil {
+			err = errors.Join(err, fmt.Errorf("the edge: %w", eerr))
+		}
+	}()
 	if err := waitReady(ctx, edge); err != nil {
 		return rep, err
 	}
@@ -186,7 +192,7 @@ func Compare(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	defer base.Close()
+	defer func() { err = errors.Join(err, base.Close()) }()
 
 	bodies := Bodies(o.Influencers)
 	load := func(addr, path string) Load {

@@ -1,6 +1,8 @@
 package fanout
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -19,10 +21,11 @@ type baseline struct {
 	ln  net.Listener
 	srv *fasthttp.Server
 
-	mu   sync.Mutex
-	subs map[string]map[*bconn]struct{} // by influencer; guarded by mu
-	wg   sync.WaitGroup
-	quit chan struct{}
+	mu     sync.Mutex
+	subs   map[string]map[*bconn]struct{} // by influencer; guarded by mu
+	wg     sync.WaitGroup
+	quit   chan struct{}
+	served chan error // receives what Serve returned
 }
 
 type bconn struct {
@@ -37,7 +40,7 @@ func startBaseline() (*baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &baseline{ln: ln, subs: map[string]map[*bconn]struct{}{}, quit: make(chan struct{})}
+	b := &baseline{ln: ln, subs: map[string]map[*bconn]struct{}{}, quit: make(chan struct{}), served: make(chan error, 1)}
 	up := fws.FastHTTPUpgrader{ReadBufferSize: 256, WriteBufferSize: 1024, WriteBufferPool: baselinePool,
 		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }}
 	b.srv = &fasthttp.Server{
@@ -50,7 +53,7 @@ func startBaseline() (*baseline, error) {
 		},
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 	}
-	go b.srv.Serve(ln)
+	go func() { b.served <- b.srv.Serve(ln) }()
 	return b, nil
 }
 
@@ -110,8 +113,14 @@ func (b *baseline) broadcast(infl string, msg []byte) {
 	}
 }
 
-func (b *baseline) close() {
+// close stops the baseline and returns why it stopped serving, if it
+// stopped before close.
+func (b *baseline) close() error {
 	close(b.quit)
-	_ = b.srv.Shutdown()
+	err := b.srv.Shutdown()
 	b.wg.Wait()
+	if serr := <-b.served; serr != nil {
+		err = errors.Join(err, fmt.Errorf("fanout: the baseline stopped serving: %w", serr))
+	}
+	return err
 }
