@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,17 +35,25 @@ var (
 		Usage: "header with the client address when a reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the login rate limit"}
 	flagSessionTTL = &cli.DurationFlag{Name: "session-ttl", Value: 7 * 24 * time.Hour, Sources: env("session-ttl"),
 		Usage: "how long a dashboard login lasts"}
+	flagUsersDataDir = &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+		Usage: "data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there"}
 )
 
+// devDatabaseURLFile is where `streamtools dev` writes its database URL
+// while it runs, for `dashboard users` to find.
+const devDatabaseURLFile = "database-url"
+
 func init() {
-	usersDB := []cli.Flag{flagDatabaseURL}
+	// --database-url, or else the database of dev (see usersDatabaseURL).
+	usersDB := []cli.Flag{flagDatabaseURL, flagUsersDataDir}
 	register(&cli.Command{
 		Name:  "dashboard",
 		Usage: "serve the brands' dashboard (pages and JSON API over Postgres); `dashboard users` manages its logins",
 		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
 			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
-		Flags: append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
-			flagCookieSecure, flagSessionTTL, flagProxyHeader}, logFlags()...),
+		// Local: `dashboard users ...` lists and takes only its own flags.
+		Flags: localFlags(append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
+			flagCookieSecure, flagSessionTTL, flagProxyHeader}, logFlags()...)),
 		Action: runDashboard,
 		Commands: []*cli.Command{{
 			Name:  "users",
@@ -52,13 +61,27 @@ func init() {
 			Commands: []*cli.Command{
 				{
 					Name:  "create",
-					Usage: "create a login for a customer; prints a generated password once",
-					Flags: append([]cli.Flag{
+					Usage: "create a login for an existing customer; prints a generated password once",
+					Description: "The customer must exist (streamtools customers set): it is looked up on --brokers.\n" +
+						"The database is --database-url, else STREAMTOOLS_DATABASE_URL, else that of the\n" +
+						"`streamtools dev` running with --data-dir.",
+					Flags: append(append([]cli.Flag{
 						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, usersDB...),
+					}, usersDB...), tenantFlags()...),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
+						// Like `keys create`: a login of a customer that does
+						// not exist would see nothing, and hide the typo.
+						ts, err := openTenants(ctx, cmd)
+						if err != nil {
+							return err
+						}
+						_, err = ts.customer(cmd.String("customer"))
+						ts.Close()
+						if err != nil {
+							return err
+						}
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							pw, generated, err := passwordFrom(cmd)
 							if err != nil {
@@ -71,9 +94,9 @@ func init() {
 								}
 								return err
 							}
-							fmt.Printf("created login %s for customer %s\n", u.Login, u.CustomerCode)
+							fmt.Fprintf(cmd.Root().Writer, "created login %s for customer %s\n", u.Login, u.CustomerCode)
 							if generated {
-								fmt.Printf("password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
 							}
 							return nil
 						})
@@ -95,9 +118,9 @@ func init() {
 							if err := dashboard.SetPassword(ctx, pool, cmd.String("login"), pw); err != nil {
 								return err
 							}
-							fmt.Printf("password of %s changed; its sessions ended\n", cmd.String("login"))
+							fmt.Fprintf(cmd.Root().Writer, "password of %s changed; its sessions ended\n", cmd.String("login"))
 							if generated {
-								fmt.Printf("password: %s\n", pw)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n", pw)
 							}
 							return nil
 						})
@@ -113,7 +136,7 @@ func init() {
 							if err != nil {
 								return err
 							}
-							w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+							w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
 							fmt.Fprintln(w, "CUSTOMER\tLOGIN\tCREATED\tLAST LOGIN")
 							for _, u := range users {
 								last := "never"
@@ -136,7 +159,7 @@ func init() {
 							if err := dashboard.DeleteUser(ctx, pool, cmd.String("login")); err != nil {
 								return err
 							}
-							fmt.Printf("deleted login %s\n", cmd.String("login"))
+							fmt.Fprintf(cmd.Root().Writer, "deleted login %s\n", cmd.String("login"))
 							return nil
 						})
 					},
@@ -153,14 +176,61 @@ func init() {
 	)
 }
 
-// withDB opens a pool on --database-url, applies pending migrations and
-// runs fn.
+// localFlags returns copies of flags that apply to their own command only,
+// not to its subcommands.
+func localFlags(flags []cli.Flag) []cli.Flag {
+	out := make([]cli.Flag, len(flags))
+	for i, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		case *cli.BoolFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		case *cli.DurationFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		default:
+			panic(fmt.Sprintf("localFlags: add a case for %T", f))
+		}
+	}
+	return out
+}
+
+// usersDatabaseURL is the database of the users commands: --database-url,
+// else STREAMTOOLS_DATABASE_URL, else the URL that `streamtools dev` wrote
+// in --data-dir while it runs. file is that file when the URL came from it.
+func usersDatabaseURL(cmd *cli.Command) (url, file string, err error) {
+	if url = cmd.String("database-url"); url != "" {
+		return url, "", nil
+	}
+	file = filepath.Join(cmd.String("data-dir"), devDatabaseURLFile)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", fmt.Errorf("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to "+
+			"(with `streamtools dev` running, its database is found through %s; give --data-dir if dev runs with another)", file)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("reading the database URL of streamtools dev: %w", err)
+	}
+	return strings.TrimSpace(string(b)), file, nil
+}
+
+// withDB opens a pool on the users commands' database (usersDatabaseURL),
+// applies pending migrations and runs fn.
 func withDB(ctx context.Context, cmd *cli.Command, fn func(*pgxpool.Pool) error) error {
-	url := cmd.String("database-url")
-	if url == "" {
-		return errors.New("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to")
+	url, file, err := usersDatabaseURL(cmd)
+	if err != nil {
+		return err
 	}
 	if _, err := sinks.Migrate(ctx, url, nil); err != nil {
+		if file != "" {
+			return fmt.Errorf("%w (the database of the streamtools dev that wrote %s: is it still running? else pass --database-url)", err, file)
+		}
 		return err
 	}
 	pool, err := pgxpool.New(ctx, url)
@@ -230,7 +300,13 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 // customer whose password is kept in the data directory, so that it and
 // the browser's session survive restarts.
 func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	urlFile := filepath.Join(env.DataDir, devDatabaseURLFile)
 	if env.DatabaseURL == "" {
+		// A file left by a dev that was killed names a database that is
+		// not running.
+		if err := os.Remove(urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("removing %s: %w", urlFile, err)
+		}
 		env.Banner = append(env.Banner, "dashboard  off: it needs Postgres (see the postgres line)")
 		return nil, nil
 	}
@@ -253,10 +329,17 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		pool.Close()
 		return nil, err
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s)",
+	// For `dashboard users` (usersDatabaseURL), as private as the demo
+	// password: the URL of an external database may hold a password.
+	if err := os.WriteFile(urlFile, []byte(env.DatabaseURL+"\n"), 0o600); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("writing the database URL for `dashboard users`: %w", err)
+	}
+	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create)",
 		dashboard.LoginURL(addr, demoLogin), demoLogin, password, demoCustomer))
 	return func(ctx context.Context) error {
 		defer pool.Close()
+		defer os.Remove(urlFile) // the database stops with dev
 		return srv.Run(ctx)
 	}, nil
 }
