@@ -485,7 +485,7 @@ func (s *Server) wsCheck(c *fiber.Ctx) error {
 		if !s.isReady() {
 			return s.refuse(c, refusal(errNotReady, "", "widgetd is catching up with the stats changelogs: retry in a second", ""), false)
 		}
-		m := s.hub.snapshot(w, o.Resolve(p))
+		m := s.hub.snapshot(w, o.Resolve(p), o.Preview)
 		m.Type = "snapshot"
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.JSON(m)
