@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/dashboard"
+	"github.com/streamtools/streamtools/schemas"
 	"github.com/streamtools/streamtools/sinks"
 )
 
@@ -49,11 +51,13 @@ func init() {
 	register(&cli.Command{
 		Name:  "dashboard",
 		Usage: "serve the brands' dashboard (pages and JSON API over Postgres); `dashboard users` manages its logins",
-		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
+		Description: "Reads Postgres (the BI tables the sink writes), and the customers topic on --brokers for the\n" +
+			"widget settings it shows beside the previews (without Kafka it runs, without those notes).\n" +
+			"Applies pending migrations at start.\n" +
 			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
 		// Local: `dashboard users ...` lists and takes only its own flags.
 		Flags: localFlags(append([]cli.Flag{flagDashboardListen, flagDatabaseURL, flagWidgetBaseURL, flagWidgetDomain,
-			flagCookieSecure, flagSessionTTL, flagProxyHeader}, logFlags()...)),
+			flagCookieSecure, flagSessionTTL, flagProxyHeader, flagBrokers, flagTopicPrefix}, logFlags()...)),
 		Action: runDashboard,
 		Commands: []*cli.Command{{
 			Name:  "users",
@@ -281,18 +285,42 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if _, err := sinks.Migrate(ctx, url, log); err != nil {
 		return err
 	}
+	names := schemas.NewNames(cmd.String("topic-prefix"))
+	if err := names.Validate(); err != nil {
+		return err
+	}
 	pool, err := dashboardPool(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	srv, err := dashboard.New(dashboard.Config{
+	cfg := dashboard.Config{
 		Addr: cmd.String("listen"), WidgetBaseURL: cmd.String("widget-base-url"), WidgetDomain: cmd.String("widget-domain"),
 		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), ProxyHeader: cmd.String("proxy-header"), Log: log,
-	}, pool)
+	}
+	var products *productTail
+	if brokers := brokersFrom(cmd); len(brokers) > 0 {
+		products = &productTail{brokers: brokers, names: names, log: log}
+		cfg.Products = products.Products
+	}
+	srv, err := dashboard.New(cfg, pool)
 	if err != nil {
 		return err
 	}
+	return runWithProducts(ctx, srv, products)
+}
+
+// runWithProducts serves the dashboard and, when set, tails the products
+// for it, until ctx is done.
+func runWithProducts(ctx context.Context, srv *dashboard.Server, products *productTail) error {
+	if products == nil {
+		return srv.Run(ctx)
+	}
+	tctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { products.Run(tctx) })
+	defer wg.Wait()
+	defer stop()
 	return srv.Run(ctx)
 }
 
@@ -323,8 +351,10 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		return nil, err
 	}
 	addr := env.Cmd.String("dashboard-listen")
+	log := env.Log.With("component", "dashboard")
+	products := &productTail{brokers: env.Brokers, names: env.Names, log: log}
 	srv, err := dashboard.New(dashboard.Config{Addr: addr, WidgetBaseURL: env.Cmd.String("dashboard-widget-base-url"),
-		Log: env.Log.With("component", "dashboard")}, pool)
+		Products: products.Products, Log: log}, pool)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -340,7 +370,7 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 	return func(ctx context.Context) error {
 		defer pool.Close()
 		defer os.Remove(urlFile) // the database stops with dev
-		return srv.Run(ctx)
+		return runWithProducts(ctx, srv, products)
 	}, nil
 }
 

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,13 +41,14 @@ func TestDashboardUsersHelp(t *testing.T) {
 	}
 }
 
-// TestDashboardUsersInDev: with `streamtools dev` running, `dashboard users`
+// TestDevDashboard: with `streamtools dev` running, `dashboard users`
 // needs no --database-url (it reads the URL dev wrote in its data
 // directory), STREAMTOOLS_DATABASE_URL wins over that and --database-url
-// over both, and a customer that does not exist is refused. Every command
-// runs as its own process, as a user runs them (and as flags read their
-// environment variables once per process).
-func TestDashboardUsersInDev(t *testing.T) {
+// over both, and a customer that does not exist is refused; the dashboard
+// knows the products' widget settings from the customers topic. Every
+// command runs as its own process, as a user runs them (and as flags read
+// their environment variables once per process).
+func TestDevDashboard(t *testing.T) {
 	dataDir := t.TempDir()
 	// As root, dev runs Postgres as the postgres user, who must be able to
 	// enter the data directory (t.TempDir makes it 0700).
@@ -145,6 +149,33 @@ func TestDashboardUsersInDev(t *testing.T) {
 	if err != nil || !strings.Contains(list, "marketing@demo.example") || strings.Contains(list, "x@acme.example") {
 		t.Fatalf("users list --database-url: %v\n%s", err, list)
 	}
+
+	// The dashboard reads the demo product's widget settings.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	dash := fmt.Sprintf("http://127.0.0.1:%d", ports["dashboard"])
+	password, err := os.ReadFile(filepath.Join(dataDir, "dashboard-demo-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, _ := json.Marshal(map[string]string{"login": "demo", "password": strings.TrimSpace(string(password))})
+	resp, err := hc.Post(dash+"/api/v1/login", "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("logging in as demo: %d", resp.StatusCode)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "the dashboard to know the demo product's widget", func() bool {
+		resp, err := hc.Get(dash + "/api/v1/widgets")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(b), `"known":true`) && strings.Contains(string(b), `"product":"product","title":"Sign-ups","goal":100`)
+	})
 
 	// Once dev stops, its database is gone, and so is the file.
 	stopDev()
