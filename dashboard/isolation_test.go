@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/streamtools/streamtools/dashboard"
+	"github.com/streamtools/streamtools/schemas"
 )
 
 // TestCustomerIsolation proves that a login of customer A reads nothing of
@@ -33,11 +34,19 @@ func TestCustomerIsolation(t *testing.T) {
 	insert(t, pool, append(a, b...))
 	mustUser(t, pool, "acme", "a@acme.example", pw)
 	mustUser(t, pool, "bravo", "b@bravo.example", pw)
-	srv := serve(t, pool, dashboard.Config{ClientAttempts: 1000})
+	// The products' widget settings, as the customers topic holds them.
+	products := map[string]map[string]schemas.Product{
+		"acme":  {"product": {Code: "product", Title: "Sign-ups", EventTypes: []string{"reg"}}},
+		"bravo": {"bsecretproduct": {Code: "bsecretproduct", Title: "bsecret-title", EventTypes: []string{"bsecret-type"}}},
+	}
+	srv := serve(t, pool, dashboard.Config{ClientAttempts: 1000, Products: func(c string) (map[string]schemas.Product, bool) {
+		p, ok := products[c]
+		return p, ok
+	}})
 
 	// Markers of B that a request never carries (ids and free text) and
 	// markers that A's requests do carry as filter values.
-	dataOnly := []string{"bsecret-id-", "bsecret-name", "bsecret-medium", "bsecret-source", "bravo"}
+	dataOnly := []string{"bsecret-id-", "bsecret-name", "bsecret-medium", "bsecret-source", "bravo", "bsecret-title"}
 	names := []string{"bsecretproduct", "bsecret-influencer", "bsecret-campaign", "bsecret-type"}
 
 	hostile := url.Values{
@@ -126,7 +135,7 @@ func TestCustomerIsolation(t *testing.T) {
 			// names included.
 			c = clientA(method)
 			c.t = t
-			check(t, c, method, path+"?"+onlyCustomer, append(dataOnly[:4:4], names...))
+			check(t, c, method, path+"?"+onlyCustomer, append(append(dataOnly[:4:4], dataOnly[5]), names...))
 		})
 	}
 
@@ -134,7 +143,7 @@ func TestCustomerIsolation(t *testing.T) {
 	t.Run("control: B sees its own data", func(t *testing.T) {
 		c := newClient(t, srv.URL)
 		c.login("b@bravo.example", pw)
-		for _, p := range []string{"/api/v1/overview", "/api/v1/export/events.csv", "/api/v1/options", "/api/v1/views/influencers"} {
+		for _, p := range []string{"/api/v1/overview", "/api/v1/export/events.csv", "/api/v1/options", "/api/v1/views/influencers", "/api/v1/widgets"} {
 			_, body := c.get(p)
 			if !strings.Contains(body, "bsecret") {
 				t.Errorf("B does not see its data in %s: the isolation test proves nothing", p)

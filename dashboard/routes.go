@@ -89,6 +89,7 @@ func (s *Server) routes() {
 	app.Post("/api/v1/logout", s.logout)
 	app.Get("/api/v1/me", s.me)
 	app.Get("/api/v1/options", s.optionsAPI)
+	app.Get("/api/v1/widgets", s.widgetsAPI)
 	app.Get("/api/v1/summary", s.summaryAPI)
 	app.Get("/api/v1/overview", s.overviewAPI)
 	app.Get("/api/v1/views/:view", s.viewAPI)

@@ -2,7 +2,9 @@
 // over the Postgres BI contract (tables events and daily_stats, written by
 // sinks/), with per-customer logins.
 //
-// It reads Postgres only; it never talks to Kafka. Every query gets its
+// It reads Postgres; it never talks to Kafka: the products' widget
+// settings, which live on the customers topic, come through
+// Config.Products (cmd/streamtools tails the topic). Every query gets its
 // customer from the session (newQuery is the only way to start a WHERE
 // clause and takes the customer first); no request parameter can name
 // another customer. It owns the schema "dashboard" (logins and sessions,
@@ -22,6 +24,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/streamtools/streamtools/schemas"
 )
 
 // Config of the dashboard server. The zero value of each field means its
@@ -65,6 +69,12 @@ type Config struct {
 	// reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the
 	// per-client login limit. Default none: the peer address.
 	ProxyHeader string
+	// Products returns a customer's products as its widgets see them (the
+	// customers topic), so that the influencers page can say beside the
+	// preview which event types a widget counts. Default nil: no such
+	// note; ok false (the customer is not known there yet) leaves it out
+	// too. Called once per GET /api/v1/widgets; safe for concurrent use.
+	Products func(customer string) (products map[string]schemas.Product, ok bool)
 	// Log receives the server's logs. Default: discard.
 	Log *slog.Logger
 }

@@ -1,10 +1,10 @@
 package ingest
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,11 +28,15 @@ type connLimit struct {
 // is closed without an answer (a flood is not worth a goroutine each).
 const maxRefusing = 1024
 
-func newConnLimit(ln net.Listener, maxConns int, retryAfter string, refused func()) *connLimit {
-	body, _ := json.Marshal(errorBody{Error: fmt.Sprintf( // a struct of strings always marshals
-		"the edge has its maximum of %d connections open (--max-conns): retry after the Retry-After delay, and reuse keep-alive connections", maxConns)})
-	answer := fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-		retryAfter, len(body), body)
+// newConnLimit returns the listener; full is the refusal of a connection
+// beyond maxConns, answered as statusTable says.
+func newConnLimit(ln net.Listener, maxConns int, full error, retryAfter string, refused func()) *connLimit {
+	status, retry, body := bodyOf(full)
+	answer := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n", status, http.StatusText(status))
+	if retry {
+		answer = fmt.Appendf(answer, "Retry-After: %s\r\n", retryAfter)
+	}
+	answer = fmt.Appendf(answer, "Connection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	return &connLimit{Listener: ln, max: int64(maxConns), answer: answer, refused: refused}
 }
 

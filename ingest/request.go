@@ -28,14 +28,30 @@ type Request struct {
 	EventID      string `json:"event_id"`
 }
 
-// FieldError is a request error that names the field at fault; the edge
-// answers it with 400 {"error": Msg, "field": Field}.
+// FieldError is a request the edge refuses: Msg says what to change, Field
+// names the field at fault (empty when none is). Its kind chooses the
+// status (statusTable); a FieldError of a decoder or of Validate is 400
+// {"error": Msg, "field": Field}.
 type FieldError struct {
 	Field string
 	Msg   string
+	kind  error // nil: errInvalid
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Unwrap returns the kind of the refusal.
+func (e *FieldError) Unwrap() error {
+	if e.kind == nil {
+		return errInvalid
+	}
+	return e.kind
+}
 
 func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}

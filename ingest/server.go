@@ -234,7 +234,8 @@ func New(cfg Config) (*Server, error) {
 		s.closeClients()
 		return nil, fmt.Errorf("ingest: listening on Addr %s: %w", cfg.Addr, err)
 	}
-	s.ln = newConnLimit(ln, cfg.MaxConns, s.retry, func() {
+	full := refusal(errUnavailable, "", "the edge has its maximum of %d connections open (--max-conns): retry after the Retry-After delay, and reuse keep-alive connections", cfg.MaxConns)
+	s.ln = newConnLimit(ln, cfg.MaxConns, full, s.retry, func() {
 		s.metrics.request("other", fiber.StatusServiceUnavailable)
 		s.warnThrottled("answering 503 to a connection: --max-conns connections are open", "max_conns", cfg.MaxConns)
 	})
@@ -296,8 +297,8 @@ func (s *Server) newApp() *fiber.App {
 	route := srv.Handler
 	srv.Handler = func(ctx *fasthttp.RequestCtx) {
 		if ambiguousFraming(&ctx.Request.Header) {
-			s.writeRefusal(ctx, fiber.StatusBadRequest, "transfer-encoding",
-				"the request has both Content-Length and Transfer-Encoding headers: send one of them (RFC 9112, section 6.1)")
+			s.writeRefusal(ctx, refusal(errInvalid, "transfer-encoding",
+				"the request has both Content-Length and Transfer-Encoding headers: send one of them (RFC 9112, section 6.1)"))
 			return
 		}
 		route(ctx)
@@ -329,10 +330,10 @@ func (s *Server) notRouted(c *fiber.Ctx) error {
 	case strings.HasSuffix(p, "/batch") && strings.Count(p, "/") == 2 && len(p) > len("//batch"):
 		allow, msg = "POST", "send a batch with POST /{access_key}/batch (a JSON array or NDJSON body)"
 	default:
-		return s.sendError(c, "other", fiber.StatusNotFound, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
+		return s.answer(c, "other", errNoEndpoint)
 	}
 	c.Set(fiber.HeaderAllow, allow)
-	return s.sendError(c, "other", fiber.StatusMethodNotAllowed, "", fmt.Sprintf("method %s is not allowed here (allowed: %s): %s", c.Method(), allow, msg))
+	return s.answer(c, "other", refusal(errMethod, "", "method %s is not allowed here (allowed: %s): %s", c.Method(), allow, msg))
 }
 
 // Run serves until ctx is done, then shuts down in order: stop accepting,
@@ -424,20 +425,18 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	return c.SendString("ready\n")
 }
 
-// errorBody is the JSON body of every error answer.
-type errorBody struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
-
-func (s *Server) sendError(c *fiber.Ctx, endpoint string, code int, field, msg string) error {
-	b, _ := json.Marshal(errorBody{Error: msg, Field: field}) // a struct of strings always marshals
-	return s.sendJSON(c, endpoint, code, b)
+// answer writes the error answer of err (see statusTable) and counts it.
+func (s *Server) answer(c *fiber.Ctx, endpoint string, err error) error {
+	status, _, body := bodyOf(err)
+	if status == statusInternal {
+		s.log.Error("internal error", "path", redactPath(c.Path()), "err", err)
+	}
+	return s.sendJSON(c, endpoint, status, body)
 }
 
 func (s *Server) sendJSON(c *fiber.Ctx, endpoint string, code int, body []byte) error {
 	s.metrics.request(endpoint, code)
-	if code == fiber.StatusServiceUnavailable || code == fiber.StatusTooManyRequests {
+	if retryAfterOf(code) {
 		c.Set(fiber.HeaderRetryAfter, s.retry)
 	}
 	c.Response().Header.SetContentTypeBytes(jsonType)
@@ -447,30 +446,21 @@ func (s *Server) sendJSON(c *fiber.Ctx, endpoint string, code int, body []byte) 
 
 var jsonType = []byte("application/json")
 
-// The 401 answer: the same bytes for an unknown key, a revoked key and a key
-// of a deleted customer.
-var unauthorizedBody = []byte(`{"error":"unknown or revoked access key: check the key in the URL, or create one with streamtools keys create","field":"access_key"}`)
+// errBadKey answers an unknown key, a revoked key and a key of a deleted
+// customer: the same status and bytes.
+var errBadKey = refusal(errUnauthorized, "access_key", "unknown or revoked access key: check the key in the URL, or create one with streamtools keys create")
+
+var errNoEndpoint = refusal(errNotFound, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
 
 // errorHandler answers errors returned by Fiber or the handlers (panics
-// included) in the same JSON shape. Like refuseMalformed, it never passes an
-// error's text on: it may quote the request.
+// included) in the same JSON shape. Like refuseMalformed, it never passes
+// the text of an error of Fiber's on: it may quote the request.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
-	code := fiber.StatusInternalServerError
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
-		code = fe.Code
+		err = s.readRefusal(fe.Code, err)
 	}
-	switch code {
-	case fiber.StatusInternalServerError:
-		s.log.Error("internal error", "path", redactPath(c.Path()), "err", err)
-		return s.sendError(c, "other", code, "", "internal error")
-	case fiber.StatusNotFound:
-		return s.sendError(c, "other", code, "", "no such endpoint: send POST or GET /{access_key}, or POST /{access_key}/batch")
-	case fiber.StatusMethodNotAllowed:
-		return s.sendError(c, "other", code, "", "method not allowed: send POST or GET /{access_key}, or POST /{access_key}/batch")
-	}
-	field, msg := s.refusal(code, err)
-	return s.sendError(c, "other", code, field, msg)
+	return s.answer(c, "other", err)
 }
 
 // refuseMalformed is fasthttp's ErrorHandler: it answers a request fasthttp
@@ -487,31 +477,43 @@ func (s *Server) refuseMalformed(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &ne) && ne.Timeout(), strings.Contains(err.Error(), "timeout"):
 		code = fiber.StatusRequestTimeout
 	}
-	field, msg := s.refusal(code, err)
+	r := s.readRefusal(code, err)
 	if code == fiber.StatusRequestEntityTooLarge && !bytes.HasSuffix(ctx.Path(), []byte("/batch")) {
 		// fasthttp applies the batch's limit to every path (Fiber has one
 		// BodyLimit): quote the single endpoint's own.
-		msg = s.tooLarge(ctx.Request.Header.ContentLength())
+		r = refusal(errTooLarge, "body", "%s", s.tooLarge(ctx.Request.Header.ContentLength()))
 	}
 	// Not the error: its text may quote the request.
+	field := ""
+	if fe := (*FieldError)(nil); errors.As(r, &fe) {
+		field = fe.Field
+	}
 	s.log.Debug("refused a request that is not valid HTTP/1.1", "status", code, "field", field)
-	s.writeRefusal(ctx, code, field, msg)
+	s.writeRefusal(ctx, r)
 }
 
-// refusal gives the field and message of a refused request. The message is
-// fixed text: the error only chooses among them, by fasthttp's own wording,
-// and is never quoted.
-func (s *Server) refusal(code int, err error) (field, msg string) {
+// readRefusal is the refusal of a request that Fiber or fasthttp answered
+// with status code. The message is fixed text: the error only chooses
+// among them, by fasthttp's own wording, and is never quoted. A status the
+// table does not know is internal.
+func (s *Server) readRefusal(code int, err error) error {
 	switch code {
 	case fiber.StatusRequestEntityTooLarge:
-		return "body", fmt.Sprintf("the body is larger than %d bytes, the limit of a batch: split the batch", s.cfg.BatchBodyLimit)
+		return refusal(errTooLarge, "body", "the body is larger than %d bytes, the limit of a batch: split the batch", s.cfg.BatchBodyLimit)
 	case fiber.StatusRequestHeaderFieldsTooLarge:
-		return "headers", "the request headers are too large: keep the request line and headers under 4 KiB"
+		return refusal(errHeadersTooLarge, "headers", "the request headers are too large: keep the request line and headers under 4 KiB")
 	case fiber.StatusRequestTimeout:
-		return "", fmt.Sprintf("the request was not received within %v: send it whole, without pauses", s.cfg.ReadTimeout)
+		return refusal(errTimeout, "", "the request was not received within %v: send it whole, without pauses", s.cfg.ReadTimeout)
+	case fiber.StatusNotFound:
+		return errNoEndpoint
+	case fiber.StatusMethodNotAllowed:
+		return refusal(errMethod, "", "method not allowed: send POST or GET /{access_key}, or POST /{access_key}/batch")
 	case fiber.StatusBadRequest:
 	default:
-		return "", strings.ToLower(http.StatusText(code))
+		if kind := kindOf(code); kind != nil {
+			return refusal(kind, "", "%s", strings.ToLower(http.StatusText(code)))
+		}
+		return err
 	}
 	text := ""
 	if err != nil {
@@ -519,28 +521,31 @@ func (s *Server) refusal(code int, err error) (field, msg string) {
 	}
 	switch {
 	case strings.Contains(text, "Content-Length"):
-		return "content-length", "the Content-Length header is not valid: send one Content-Length, the body's size in decimal bytes"
+		return refusal(errInvalid, "content-length", "the Content-Length header is not valid: send one Content-Length, the body's size in decimal bytes")
 	case strings.Contains(text, "Transfer-Encoding"):
-		return "transfer-encoding", "unsupported Transfer-Encoding: send Transfer-Encoding: chunked, or a Content-Length"
+		return refusal(errInvalid, "transfer-encoding", "unsupported Transfer-Encoding: send Transfer-Encoding: chunked, or a Content-Length")
 	case strings.Contains(text, "header key"), strings.Contains(text, "header name"):
-		return "headers", "a header name is not valid: header names are tokens, with no space before the colon"
+		return refusal(errInvalid, "headers", "a header name is not valid: header names are tokens, with no space before the colon")
 	case strings.Contains(text, "request headers"):
-		return "request", "the request line or headers are not valid HTTP/1.1: send METHOD /path HTTP/1.1, then Name: value headers"
+		return refusal(errInvalid, "request", "the request line or headers are not valid HTTP/1.1: send METHOD /path HTTP/1.1, then Name: value headers")
 	case text != "":
-		return "body", "the body could not be read: send exactly Content-Length bytes, or a valid chunked body"
+		return refusal(errInvalid, "body", "the body could not be read: send exactly Content-Length bytes, or a valid chunked body")
 	}
-	return "", "bad request"
+	return refusal(errInvalid, "", "bad request")
 }
 
-// writeRefusal writes a JSON error outside Fiber and closes the connection
-// after it.
-func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, code int, field, msg string) {
-	b, _ := json.Marshal(errorBody{Error: msg, Field: field}) // a struct of strings always marshals
-	s.metrics.request("other", code)
+// writeRefusal writes the answer of err outside Fiber (see statusTable)
+// and closes the connection after it.
+func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx, err error) {
+	status, retryAfter, body := bodyOf(err)
+	s.metrics.request("other", status)
 	ctx.Response.Reset()
 	ctx.Response.Header.SetContentTypeBytes(jsonType)
-	ctx.SetStatusCode(code)
-	ctx.SetBody(b)
+	if retryAfter {
+		ctx.Response.Header.Set(fiber.HeaderRetryAfter, s.retry)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetBody(body)
 	ctx.SetConnectionClose()
 }
 
@@ -593,20 +598,20 @@ func (s *Server) admit(c *fiber.Ctx, endpoint string, n int, now time.Time) (*te
 	select {
 	case <-s.reg.Ready():
 	default:
-		return nil, s.sendError(c, endpoint, fiber.StatusServiceUnavailable, "", "the edge is starting: retry after the Retry-After delay")
+		return nil, s.answer(c, endpoint, refusal(errUnavailable, "", "the edge is starting: retry after the Retry-After delay"))
 	}
 	key := c.Params("key")
 	t, err := s.auth.authenticate(s.reg, key)
 	if err != nil {
-		return nil, s.sendJSON(c, endpoint, fiber.StatusUnauthorized, unauthorizedBody)
+		return nil, s.answer(c, endpoint, errBadKey)
 	}
 	switch v, most := s.limiters.allow(key, t.RateLimit, n, now); v {
 	case limited:
-		return nil, s.sendError(c, endpoint, fiber.StatusTooManyRequests, "access_key",
-			"over the rate limit of this access key: retry after the Retry-After delay, or ask for a higher rate_limit")
+		return nil, s.answer(c, endpoint, refusal(errRateLimited, "access_key",
+			"over the rate limit of this access key: retry after the Retry-After delay, or ask for a higher rate_limit"))
 	case tooLarge:
 		s.metrics.records.WithLabelValues("invalid").Add(float64(n))
-		return nil, s.sendError(c, endpoint, fiber.StatusBadRequest, "body", fmt.Sprintf(
+		return nil, s.answer(c, endpoint, refusal(errInvalid, "body",
 			"the batch has %d items: this access key's rate limit allows at most %d at once; split it, or ask for a higher rate_limit", n, most))
 	}
 	return t, nil
@@ -621,7 +626,7 @@ func (s *Server) handlePostback(c *fiber.Ctx) error {
 	// take it once.
 	body := c.Body()
 	if len(body) > s.cfg.BodyLimit {
-		return s.sendError(c, endpoint, fiber.StatusRequestEntityTooLarge, "body", s.tooLarge(len(body)))
+		return s.answer(c, endpoint, refusal(errTooLarge, "body", "%s", s.tooLarge(len(body))))
 	}
 	// One clock reading serves the rate limiter, the record's received_at
 	// and the start of the produce latency.
@@ -718,29 +723,30 @@ func (s *Server) produce(w *waiter) error {
 	return err
 }
 
+// badRequest answers a postback that did not decode or validate (a
+// *FieldError: 400, or 415 for the Content-Type).
 func (s *Server) badRequest(c *fiber.Ctx, endpoint string, err error) error {
 	s.metrics.records.WithLabelValues("invalid").Inc()
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return s.sendError(c, endpoint, fiber.StatusBadRequest, fe.Field, fe.Msg)
-	}
-	if errors.Is(err, errUnsupportedType) {
-		return s.sendError(c, endpoint, fiber.StatusUnsupportedMediaType, "content-type", err.Error())
-	}
-	return s.sendError(c, endpoint, fiber.StatusBadRequest, "body", err.Error())
+	return s.answer(c, endpoint, err)
 }
 
+// unavailable answers a postback that was not acknowledged in time, or
+// whose day has no salt yet: 503 with Retry-After.
 func (s *Server) unavailable(c *fiber.Ctx, endpoint string, err error) error {
 	s.metrics.records.WithLabelValues("unavailable").Inc()
 	s.warnThrottled("answering 503: the postback was not acknowledged in time", "path", redactPath(c.Path()), "err", err)
-	msg := "Kafka did not acknowledge the postback in time; it may not be stored: retry after the Retry-After delay (with the same event_id)"
-	if errors.Is(err, errNoSalt) {
-		msg = "the visitor-fingerprint salt of the day is not available yet: retry after the Retry-After delay"
-	}
-	return s.sendError(c, endpoint, fiber.StatusServiceUnavailable, "", msg)
+	return s.answer(c, endpoint, notStored(err))
 }
 
-var errUnsupportedType = errors.New("unsupported Content-Type: send application/json or application/x-www-form-urlencoded")
+// notStored is the refusal of a postback that err kept from being stored.
+func notStored(err error) *FieldError {
+	if errors.Is(err, errNoSalt) {
+		return refusal(errUnavailable, "", "the visitor-fingerprint salt of the day is not available yet: retry after the Retry-After delay")
+	}
+	return refusal(errUnavailable, "", "Kafka did not acknowledge the postback in time; it may not be stored: retry after the Retry-After delay (with the same event_id)")
+}
+
+var errUnsupportedType = refusal(errMediaType, "content-type", "unsupported Content-Type: send application/json or application/x-www-form-urlencoded")
 
 // decode reads a single postback from the query (GET), a form, or JSON.
 func (s *Server) decode(c *fiber.Ctx, body []byte, r *Request) error {
@@ -850,6 +856,16 @@ type itemResult struct {
 	Field  string `json:"field,omitempty"`
 }
 
+// set makes r the result of a refused item (see statusTable).
+func (r *itemResult) set(err error) {
+	r.Status, _ = statusOf(err)
+	r.Error, r.Field = "internal error", ""
+	var fe *FieldError
+	if r.Status != statusInternal && errors.As(err, &fe) {
+		r.Error, r.Field = fe.Msg, fe.Field
+	}
+}
+
 type batchBody struct {
 	Accepted int          `json:"accepted"`
 	Rejected int          `json:"rejected"`
@@ -876,16 +892,15 @@ func (s *Server) handleBatch(c *fiber.Ctx) error {
 		if err == nil {
 			err = s.check(t, &r)
 		}
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			results[i].Status, results[i].Error, results[i].Field = fiber.StatusBadRequest, fe.Msg, fe.Field
+		if err != nil {
+			results[i].set(err)
 			s.metrics.records.WithLabelValues("invalid").Inc()
 			continue
 		}
 		rec := new(kgo.Record)
 		id, err := s.record(c.UserContext(), t, &r, rec, time.Now())
 		if err != nil {
-			results[i].Status, results[i].Error = fiber.StatusServiceUnavailable, "the visitor-fingerprint salt of the day is not available yet: retry"
+			results[i].set(notStored(err))
 			continue
 		}
 		results[i].ID = id
@@ -918,8 +933,8 @@ func (s *Server) handleBatch(c *fiber.Ctx) error {
 			if timedOut || errs[i] != nil {
 				// errs[i] may still be written by a late promise: read it
 				// only when every promise returned.
-				r.Status, r.ID, r.Error = fiber.StatusServiceUnavailable, "",
-					"Kafka did not acknowledge this postback in time; it may not be stored: retry it (with the same event_id)"
+				r.ID = ""
+				r.set(refusal(errUnavailable, "", "Kafka did not acknowledge this postback in time; it may not be stored: retry it (with the same event_id)"))
 			} else {
 				r.Status = fiber.StatusAccepted
 			}

@@ -114,6 +114,7 @@ type pageState struct {
 	Badge      bool           `json:"badge"`  // the "disconnected" badge is visible
 	Fill       string         `json:"fill"`   // the goal bar's width
 	Closes     map[string]int `json:"closes"` // websocket closes by code
+	Hint       string         `json:"hint"`   // the preview's no-data hint, "" while hidden
 }
 
 const stateJS = `(() => {
@@ -122,7 +123,8 @@ const stateJS = `(() => {
 		alerts: s.alerts|0, reconnects: s.reconnects|0, closes: s.closes || {},
 		shown: document.getElementById('count').textContent,
 		badge: !document.getElementById('badge').hidden,
-		fill: getComputedStyle(document.getElementById('fill')).width};
+		fill: getComputedStyle(document.getElementById('fill')).width,
+		hint: document.getElementById('hint').hidden ? '' : document.getElementById('hint').textContent};
 })()`
 
 // waitPage polls the page until cond holds.
@@ -141,6 +143,23 @@ func waitPage(t *testing.T, ctx context.Context, what string, cond func(pageStat
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// docsScreenshot writes docs/widget.png: the widget page in preview mode
+// with a count, at its natural size (the #widget element at the default
+// font size), over the backdrop that stands for the stream.
+func docsScreenshot(t *testing.T, ctx context.Context) {
+	t.Helper()
+	time.Sleep(1600 * time.Millisecond) // the resting look, after the alert
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.ID("widget")))
+	if err != nil {
+		t.Fatalf("taking the docs screenshot: %v", err)
+	}
+	path := filepath.Join("..", "docs", "widget.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot for the docs: %s", path)
 }
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
@@ -239,14 +258,16 @@ func TestBrowserWidget(t *testing.T) {
 	if err != nil || bg != "rgba(0, 0, 0, 0) rgba(0, 0, 0, 0)" {
 		t.Errorf("page background = %q (%v); want transparent for OBS", bg, err)
 	}
-	waitPage(t, bctx, "the first snapshot", func(s pageState) bool {
-		return s.Snapshots == 1 && s.Connected && s.Shown == "0" && !s.Badge
+	// No postback names influ_test yet: the preview says so.
+	waitPage(t, bctx, "the first snapshot, with the preview's no-data hint", func(s pageState) bool {
+		return s.Snapshots == 1 && s.Connected && s.Shown == "0" && !s.Badge &&
+			s.Hint == "No data yet for influencer influ_test: check the spelling; ids are case-sensitive."
 	})
 
 	postback("132.244.133.122")
 	st := waitPage(t, bctx, "the counter at 1 after a postback", func(s pageState) bool { return s.Shown == "1" })
-	if st.Updates < 1 || st.Alerts < 1 {
-		t.Errorf("after the postback: %+v; want an update with an alert", st)
+	if st.Updates < 1 || st.Alerts < 1 || st.Hint != "" {
+		t.Errorf("after the postback: %+v; want an update with an alert, and no hint", st)
 	}
 	screenshot(t, bctx, dir, "widget-alert.png")
 
@@ -289,10 +310,32 @@ func TestBrowserWidget(t *testing.T) {
 	time.Sleep(250 * time.Millisecond) // let the alert reach its peak for the picture
 	screenshot(t, bctx, dir, "widget-after-restart.png")
 	_ = srv2
+	if os.Getenv("STREAMTOOLS_SCREENSHOTS") == "1" {
+		docsScreenshot(t, bctx)
+	}
 	postback("192.0.2.45")
 	waitPage(t, bctx, "the goal reached", func(s pageState) bool { return s.Shown == "5" })
 	time.Sleep(1600 * time.Millisecond) // the alert is over: the resting look
 	screenshot(t, bctx, dir, "widget-goal-reached.png")
+
+	// A wrong-case influencer and campaign: the preview hints at the typo,
+	// a widget on stream shows its 0 and nothing else.
+	for _, tc := range []struct{ query, hint string }{
+		{"?preview=1", "No data yet for influencer Influ_Test / campaign jan2024_special_event: check the spelling; ids are case-sensitive."},
+		{"", ""},
+	} {
+		u := "http://" + addr + "/default/product/Influ_Test/jan2024_special_event" + tc.query
+		if err := chromedp.Do(bctx, chromedp.Navigate(u)); err != nil {
+			t.Fatal(err)
+		}
+		st := waitPage(t, bctx, "a typo'd widget "+tc.query, func(s pageState) bool { return s.Connected && s.Snapshots == 1 })
+		if st.Shown != "0" || st.Hint != tc.hint {
+			t.Errorf("%s: %+v; want 0 and the hint %q", u, st, tc.hint)
+		}
+		if tc.hint != "" {
+			screenshot(t, bctx, dir, "widget-no-data.png")
+		}
+	}
 
 	// A page that is not a widget is readable by a human.
 	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/nobody/product/influ_test")); err != nil {

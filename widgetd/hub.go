@@ -52,6 +52,11 @@ type Message struct {
 	// HeartbeatMS is the heartbeat interval: a page that hears nothing for
 	// a few intervals reconnects.
 	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// NoData says, in preview mode (?preview=1) only, that no stats row
+	// names this influencer (or its campaign) yet: the page hints at a
+	// typo in the URL's ids rather than showing a silent 0. A widget on
+	// stream never gets it.
+	NoData bool `json:"no_data,omitempty"`
 }
 
 func newHub(heartbeat time.Duration) *hub {
@@ -59,15 +64,17 @@ func newHub(heartbeat time.Duration) *hub {
 }
 
 // message returns the current state of w (whose aggregate is id) with
-// settings s; guarded by mu.
-func (h *hub) message(id aggID, w Widget, s Settings) Message {
+// settings s, for a preview page or not; guarded by mu.
+func (h *hub) message(id aggID, w Widget, s Settings, preview bool) Message {
 	var total int64
-	if t := h.aggs.totals(id); t != nil {
+	t := h.aggs.totals(id)
+	if t != nil {
 		total = s.Total(t.counts)
 	}
 	m := Message{
 		Customer: w.Customer, Product: w.Product, Influencer: w.Influencer,
 		Total: total, Settings: s, HeartbeatMS: h.heartbeat.Milliseconds(),
+		NoData: preview && t == nil,
 	}
 	if w.HasCampaign {
 		c := w.Campaign
@@ -80,7 +87,7 @@ func (h *hub) message(id aggID, w Widget, s Settings) Message {
 // visible state changed; guarded by mu. A change the page would not show
 // (another event type, duplicates only) sends nothing.
 func (h *hub) encode(v *view) bool {
-	body, err := json.Marshal(h.message(v.id, v.w, v.settings))
+	body, err := json.Marshal(h.message(v.id, v.w, v.settings, v.o.Preview))
 	if err != nil {
 		panic(fmt.Sprintf("widgetd: encoding a widget message: %v", err)) // strings and ints always encode
 	}
@@ -91,11 +98,12 @@ func (h *hub) encode(v *view) bool {
 	return true
 }
 
-// snapshot returns the current state of w.
-func (h *hub) snapshot(w Widget, s Settings) Message {
+// snapshot returns the current state of w with settings s, for a
+// preview page or not.
+func (h *hub) snapshot(w Widget, s Settings, preview bool) Message {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.message(w.aggID(), w, s)
+	return h.message(w.aggID(), w, s, preview)
 }
 
 // subscribe adds sub to the view of (w, o) and queues its snapshot. The
@@ -202,7 +210,7 @@ func (o Overrides) fingerprint() string {
 	if o.EventTypes != nil {
 		fmt.Fprintf(&b, "e%q", o.EventTypes)
 	}
-	fmt.Fprintf(&b, "c%q b%q k%q f%d", o.Color, o.BarColor, o.BgColor, o.FontSize)
+	fmt.Fprintf(&b, "c%q b%q k%q f%d p%v", o.Color, o.BarColor, o.BgColor, o.FontSize, o.Preview)
 	return b.String()
 }
 

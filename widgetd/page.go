@@ -3,7 +3,6 @@ package widgetd
 import (
 	"bytes"
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/url"
@@ -70,42 +69,32 @@ func (s *Server) page(c *fiber.Ctx) error {
 			w.Campaign, w.HasCampaign = parts[1], true
 		}
 	case isHost:
-		return s.errorPage(c, errorData{Status: fiber.StatusNotFound, Title: "Not a widget URL",
-			Message: "This address names no influencer.",
-			Hint:    fmt.Sprintf("Use https://%s-widget-%s.%s/{influencer_id} or …/{influencer_id}/{campaign}.", hostProduct, hostCustomer, s.cfg.Domain)})
+		return s.refuse(c, refusal(errBadPath, "path", "This address names no influencer.",
+			fmt.Sprintf("Use https://%s-widget-%s.%s/{influencer_id} or …/{influencer_id}/{campaign}.", hostProduct, hostCustomer, s.cfg.Domain)), true)
 	default:
 		w, ok = widgetFromParts(parts)
 		if !ok {
-			return s.errorPage(c, errorData{Status: fiber.StatusNotFound, Title: "Not a widget URL",
-				Message: "StreamTools widgets live at /{customer_code}/{product}/{influencer_id}, optionally followed by /{campaign}.",
-				Hint:    fmt.Sprintf("The public form is https://{product}-widget-{customer_code}.%s/{influencer_id}/{campaign}.", s.cfg.Domain)})
+			return s.refuse(c, refusal(errBadPath, "path", "StreamTools widgets live at /{customer_code}/{product}/{influencer_id}, optionally followed by /{campaign}.",
+				fmt.Sprintf("The public form is https://{product}-widget-{customer_code}.%s/{influencer_id}/{campaign}.", s.cfg.Domain)), true)
 		}
 	}
 	if fe := w.check(); fe != nil {
-		return s.errorPage(c, errorData{Status: fiber.StatusBadRequest, Title: "Bad widget URL: " + fe.Field, Message: fe.Msg})
+		return s.refuse(c, fe, true)
 	}
 	q, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
-		return s.errorPage(c, errorData{Status: fiber.StatusBadRequest, Title: "Bad widget parameters",
-			Message: "The part after '?' does not parse.", Hint: "Escape parameter values, e.g. title=My%20goal."})
+		return s.refuse(c, errQuery, true)
 	}
 	o, err := ParseOverrides(q)
 	if err != nil {
-		var fe *FieldError
-		errors.As(err, &fe)
-		return s.errorPage(c, errorData{Status: fiber.StatusBadRequest, Title: "Bad widget parameter: " + fe.Field, Message: fe.Msg})
+		return s.refuse(c, err, true)
 	}
 	if !s.registryReady() {
-		c.Set(fiber.HeaderRetryAfter, "2")
-		return s.errorPage(c, errorData{Status: fiber.StatusServiceUnavailable, Title: "Starting",
-			Message: "The widget server is starting; this page reloads by itself.", Refresh: 2})
+		return s.refuse(c, refusal(errNotReady, "", "The widget server is starting.", ""), true)
 	}
 	w, p, err := s.lookup(w)
 	if err != nil {
-		var nf *errNotFound
-		errors.As(err, &nf)
-		return s.errorPage(c, errorData{Status: fiber.StatusNotFound, Title: "Widget not found", Message: nf.msg,
-			Hint: "This page checks again every 30 seconds.", Refresh: 30})
+		return s.refuse(c, err, true)
 	}
 	settings := o.Resolve(p)
 	var buf bytes.Buffer

@@ -305,11 +305,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// errNotFound is an unknown customer or product.
-type errNotFound struct{ field, msg string }
-
-func (e *errNotFound) Error() string { return e.msg }
-
 // lookup finds the customer and product of w (case-insensitively, since
 // hosts are lower case) and returns w with the registered codes.
 func (s *Server) lookup(w Widget) (Widget, schemas.Product, error) {
@@ -323,7 +318,7 @@ func (s *Server) lookup(w Widget) (Widget, schemas.Product, error) {
 		}
 	}
 	if !ok {
-		return w, schemas.Product{}, &errNotFound{"customer_code", fmt.Sprintf("unknown customer %q: check the customer code in the widget URL your brand gave you", w.Customer)}
+		return w, schemas.Product{}, refusal(errUnknown, "customer_code", fmt.Sprintf("unknown customer %q: check the customer code in the widget URL your brand gave you", w.Customer), "")
 	}
 	w.Customer = t.Code
 	if len(t.Products) == 0 { // a customer without products accepts any
@@ -339,7 +334,7 @@ func (s *Server) lookup(w Widget) (Widget, schemas.Product, error) {
 		}
 	}
 	if !ok {
-		return w, schemas.Product{}, &errNotFound{"product", fmt.Sprintf("customer %q has no product %q: check the product in the widget URL", t.Code, w.Product)}
+		return w, schemas.Product{}, refusal(errUnknown, "product", fmt.Sprintf("customer %q has no product %q: check the product in the widget URL", t.Code, w.Product), "")
 	}
 	w.Product = p.Code
 	return w, p, nil
@@ -384,14 +379,7 @@ func (s *Server) newApp() *fiber.App {
 		// arrives, so that shutdown can close the ones that never sent
 		// one (see connState) instead of waiting for their read timeout.
 		ReduceMemoryUsage: true,
-		ErrorHandler: func(c *fiber.Ctx, err error) error {
-			code := fiber.StatusInternalServerError
-			var fe *fiber.Error
-			if errors.As(err, &fe) {
-				code = fe.Code
-			}
-			return c.Status(code).JSON(fiber.Map{"error": strings.ToLower(err.Error())})
-		},
+		ErrorHandler:      s.errorHandler,
 	})
 	app.Server().ConnState = s.connState
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
@@ -408,7 +396,7 @@ func (s *Server) newApp() *fiber.App {
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNoContent) })
 	app.Get("/*", s.page)
 	app.Use(func(c *fiber.Ctx) error {
-		return c.Status(fiber.StatusMethodNotAllowed).JSON(fiber.Map{"error": "widgetd serves only GET requests"})
+		return s.refuse(c, refusal(errMethod, "", "widgetd serves only GET requests", ""), false)
 	})
 	return app
 }
@@ -472,56 +460,41 @@ func (s *Server) wsCheck(c *fiber.Ctx) error {
 	parts, ok := splitPath(strings.Clone(c.Path()[len("/ws"):])) // the route matched /ws/, in any case
 	w, ok2 := widgetFromParts(parts)
 	if !ok || !ok2 {
-		s.metrics.rejected.WithLabelValues("bad_request").Inc()
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not a widget websocket: use /ws/{customer_code}/{product}/{influencer_id}[/{campaign}] with each part URL-escaped", "field": "path"})
+		return s.refuse(c, refusal(errBadPath, "path", "not a widget websocket: use /ws/{customer_code}/{product}/{influencer_id}[/{campaign}] with each part URL-escaped", ""), false)
 	}
 	if fe := w.check(); fe != nil {
-		s.metrics.rejected.WithLabelValues("bad_request").Inc()
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fe.Msg, "field": fe.Field})
+		return s.refuse(c, fe, false)
 	}
 	q, err := url.ParseQuery(string(c.Request().URI().QueryString()))
 	if err != nil {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "the query string does not parse: escape it with encodeURIComponent", "field": "query"})
+		return s.refuse(c, errQuery, false)
 	}
 	o, err := ParseOverrides(q)
 	if err != nil {
-		s.metrics.rejected.WithLabelValues("bad_request").Inc()
-		var fe *FieldError
-		errors.As(err, &fe)
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fe.Msg, "field": fe.Field})
+		return s.refuse(c, err, false)
 	}
 	if !s.registryReady() {
-		s.metrics.rejected.WithLabelValues("not_ready").Inc()
-		c.Set(fiber.HeaderRetryAfter, "1")
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "widgetd is starting: retry in a second"})
+		return s.refuse(c, refusal(errNotReady, "", "widgetd is starting: retry in a second", ""), false)
 	}
 	w, p, err := s.lookup(w)
 	if err != nil {
-		s.metrics.rejected.WithLabelValues("not_found").Inc()
-		var nf *errNotFound
-		errors.As(err, &nf)
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": nf.msg, "field": nf.field})
+		return s.refuse(c, err, false)
 	}
 	if !websocket.IsWebSocketUpgrade(c) {
 		// A plain GET answers the snapshot, for curl and monitoring.
 		if !s.isReady() {
-			c.Set(fiber.HeaderRetryAfter, "1")
-			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "widgetd is catching up with the stats changelogs: retry in a second"})
+			return s.refuse(c, refusal(errNotReady, "", "widgetd is catching up with the stats changelogs: retry in a second", ""), false)
 		}
-		m := s.hub.snapshot(w, o.Resolve(p))
+		m := s.hub.snapshot(w, o.Resolve(p), o.Preview)
 		m.Type = "snapshot"
 		c.Set(fiber.HeaderCacheControl, "no-store")
 		return c.JSON(m)
 	}
 	if s.isClosing() {
-		s.metrics.rejected.WithLabelValues("not_ready").Inc()
-		c.Set(fiber.HeaderRetryAfter, "1")
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "widgetd is shutting down: retry in a second"})
+		return s.refuse(c, refusal(errNotReady, "", "widgetd is shutting down: retry in a second", ""), false)
 	}
 	if s.nconns.Load() >= int64(s.cfg.MaxConnections) {
-		s.metrics.rejected.WithLabelValues("limit").Inc()
-		c.Set(fiber.HeaderRetryAfter, "5")
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "this widgetd instance is at its connection limit: retry, or add instances"})
+		return s.refuse(c, refusal(errFull, "", "this widgetd instance is at its connection limit: retry, or add instances", ""), false)
 	}
 	c.Locals(localsKey, &wsParams{w: w, o: o})
 	return c.Next()

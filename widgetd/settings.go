@@ -62,14 +62,32 @@ type Overrides struct {
 	Preview    bool
 }
 
-// FieldError is a bad URL parameter: the HTTP layer answers 400 with
-// {"error": Msg, "field": Field}.
+// FieldError is a widget request that widgetd refuses: Msg says what to
+// change, Field names the part of the URL at fault (a URL parameter, an id,
+// or "path"; empty when none is). Its kind chooses the answer
+// (statusTable); a FieldError of ParseOverrides is a bad URL parameter,
+// 400 {"error": Msg, "field": Field}.
 type FieldError struct {
 	Field string
 	Msg   string
+	kind  error  // nil: errBadParam
+	hint  string // more advice, on the widget page only
 }
 
-func (e *FieldError) Error() string { return "widgetd: " + e.Field + ": " + e.Msg }
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return "widgetd: " + e.Msg
+	}
+	return "widgetd: " + e.Field + ": " + e.Msg
+}
+
+// Unwrap returns the kind of the refusal.
+func (e *FieldError) Unwrap() error {
+	if e.kind == nil {
+		return errBadParam
+	}
+	return e.kind
+}
 
 // colourRe accepts the CSS colours a widget needs without opening the page
 // to CSS injection: hex (with or without '#', since '#' starts a URL

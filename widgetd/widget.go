@@ -94,8 +94,8 @@ func (w Widget) check() *FieldError {
 			continue
 		}
 		r, _ := utf8.DecodeRuneInString(p.v[i:])
-		return &FieldError{Field: p.field, Msg: fmt.Sprintf(
-			"%s holds the control or bidirectional formatting character U+%04X: no StreamTools id does; check the widget URL", p.field, r)}
+		return refusal(errBadID, p.field, fmt.Sprintf(
+			"%s holds the control or bidirectional formatting character U+%04X: no StreamTools id does; check the widget URL", p.field, r), "")
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -15,19 +17,34 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/dashboard"
+	"github.com/streamtools/streamtools/schemas"
 	"github.com/streamtools/streamtools/sinks"
 )
 
 // demoLogin is the dashboard login dev seeds for the demo customer.
 const demoLogin = "demo"
 
+// devDatabaseURLFile is where `streamtools dev` writes its database URL
+// while it runs, for `dashboard users` to find.
+const devDatabaseURLFile = "database-url"
+
+// usersDB are the database flags of the users commands: --database-url,
+// or else the database of dev (see usersDatabaseURL).
+func usersDB() []cli.Flag {
+	return []cli.Flag{flagDatabaseURL(), &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+		Usage: "data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there"}}
+}
+
 func dashboardCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dashboard",
 		Usage: "serve the brands' dashboard (pages and JSON API over Postgres); `dashboard users` manages its logins",
-		Description: "Reads only Postgres (the BI tables the sink writes). Applies pending migrations at start.\n" +
+		Description: "Reads Postgres (the BI tables the sink writes), and the customers topic on --brokers for the\n" +
+			"widget settings it shows beside the previews (without Kafka it runs, without those notes).\n" +
+			"Applies pending migrations at start.\n" +
 			"Create a login first: streamtools dashboard users create --customer acme --login marketing@acme.example",
-		Flags: flags([]cli.Flag{
+		// Local: `dashboard users ...` lists and takes only its own flags.
+		Flags: localFlags(flags([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
 				Usage: "host:port the dashboard listens on"},
 			flagDatabaseURL(),
@@ -40,7 +57,8 @@ func dashboardCommand() *cli.Command {
 				Usage: "how long a dashboard login lasts"},
 			&cli.StringFlag{Name: "proxy-header", Sources: env("proxy-header"),
 				Usage: "header with the client address when a reverse proxy fronts the dashboard (e.g. X-Forwarded-For), for the login rate limit"},
-		}, logFlags()),
+			flagBrokers(), flagTopicPrefix(),
+		}, logFlags())),
 		Action: runDashboard,
 		Commands: []*cli.Command{{
 			Name:  "users",
@@ -48,13 +66,27 @@ func dashboardCommand() *cli.Command {
 			Commands: []*cli.Command{
 				{
 					Name:  "create",
-					Usage: "create a login for a customer; prints a generated password once",
-					Flags: append([]cli.Flag{
+					Usage: "create a login for an existing customer; prints a generated password once",
+					Description: "The customer must exist (streamtools customers set): it is looked up on --brokers.\n" +
+						"The database is --database-url, else STREAMTOOLS_DATABASE_URL, else that of the\n" +
+						"`streamtools dev` running with --data-dir.",
+					Flags: append(append([]cli.Flag{
 						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, flagDatabaseURL()),
+					}, usersDB()...), tenantFlags()...),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
+						// Like `keys create`: a login of a customer that does
+						// not exist would see nothing, and hide the typo.
+						ts, err := openTenants(ctx, cmd)
+						if err != nil {
+							return err
+						}
+						_, err = ts.customer(cmd.String("customer"))
+						ts.Close()
+						if err != nil {
+							return err
+						}
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							pw, generated, err := passwordFrom(cmd)
 							if err != nil {
@@ -67,9 +99,9 @@ func dashboardCommand() *cli.Command {
 								}
 								return err
 							}
-							fmt.Printf("created login %s for customer %s\n", u.Login, u.CustomerCode)
+							fmt.Fprintf(cmd.Root().Writer, "created login %s for customer %s\n", u.Login, u.CustomerCode)
 							if generated {
-								fmt.Printf("password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
 							}
 							return nil
 						})
@@ -81,7 +113,7 @@ func dashboardCommand() *cli.Command {
 					Flags: append([]cli.Flag{
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, flagDatabaseURL()),
+					}, usersDB()...),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							pw, generated, err := passwordFrom(cmd)
@@ -91,9 +123,9 @@ func dashboardCommand() *cli.Command {
 							if err := dashboard.SetPassword(ctx, pool, cmd.String("login"), pw); err != nil {
 								return err
 							}
-							fmt.Printf("password of %s changed; its sessions ended\n", cmd.String("login"))
+							fmt.Fprintf(cmd.Root().Writer, "password of %s changed; its sessions ended\n", cmd.String("login"))
 							if generated {
-								fmt.Printf("password: %s\n", pw)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n", pw)
 							}
 							return nil
 						})
@@ -102,14 +134,14 @@ func dashboardCommand() *cli.Command {
 				{
 					Name:  "list",
 					Usage: "list logins",
-					Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's logins"}}, flagDatabaseURL()),
+					Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's logins"}}, usersDB()...),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							users, err := dashboard.ListUsers(ctx, pool, cmd.String("customer"))
 							if err != nil {
 								return err
 							}
-							w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+							w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
 							fmt.Fprintln(w, "CUSTOMER\tLOGIN\tCREATED\tLAST LOGIN")
 							for _, u := range users {
 								last := "never"
@@ -126,13 +158,13 @@ func dashboardCommand() *cli.Command {
 					Name:      "delete",
 					Usage:     "delete a login; its sessions end at once",
 					ArgsUsage: " ",
-					Flags:     append([]cli.Flag{&cli.StringFlag{Name: "login", Required: true, Usage: "login name"}}, flagDatabaseURL()),
+					Flags:     append([]cli.Flag{&cli.StringFlag{Name: "login", Required: true, Usage: "login name"}}, usersDB()...),
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						return withDB(ctx, cmd, func(pool *pgxpool.Pool) error {
 							if err := dashboard.DeleteUser(ctx, pool, cmd.String("login")); err != nil {
 								return err
 							}
-							fmt.Printf("deleted login %s\n", cmd.String("login"))
+							fmt.Fprintf(cmd.Root().Writer, "deleted login %s\n", cmd.String("login"))
 							return nil
 						})
 					},
@@ -152,14 +184,61 @@ func devDashboardFlags() []cli.Flag {
 	}
 }
 
-// withDB opens a pool on --database-url, applies pending migrations and
-// runs fn.
+// localFlags returns copies of flags that apply to their own command only,
+// not to its subcommands.
+func localFlags(flags []cli.Flag) []cli.Flag {
+	out := make([]cli.Flag, len(flags))
+	for i, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		case *cli.BoolFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		case *cli.DurationFlag:
+			c := *f
+			c.Local = true
+			out[i] = &c
+		default:
+			panic(fmt.Sprintf("localFlags: add a case for %T", f))
+		}
+	}
+	return out
+}
+
+// usersDatabaseURL is the database of the users commands: --database-url,
+// else STREAMTOOLS_DATABASE_URL, else the URL that `streamtools dev` wrote
+// in --data-dir while it runs. file is that file when the URL came from it.
+func usersDatabaseURL(cmd *cli.Command) (url, file string, err error) {
+	if url = cmd.String("database-url"); url != "" {
+		return url, "", nil
+	}
+	file = filepath.Join(cmd.String("data-dir"), devDatabaseURLFile)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", fmt.Errorf("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to "+
+			"(with `streamtools dev` running, its database is found through %s; give --data-dir if dev runs with another)", file)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("reading the database URL of streamtools dev: %w", err)
+	}
+	return strings.TrimSpace(string(b)), file, nil
+}
+
+// withDB opens a pool on the users commands' database (usersDatabaseURL),
+// applies pending migrations and runs fn.
 func withDB(ctx context.Context, cmd *cli.Command, fn func(*pgxpool.Pool) error) error {
-	url := cmd.String("database-url")
-	if url == "" {
-		return errors.New("--database-url (STREAMTOOLS_DATABASE_URL) is required: the PostgreSQL URL the sink writes to")
+	url, file, err := usersDatabaseURL(cmd)
+	if err != nil {
+		return err
 	}
 	if _, err := sinks.Migrate(ctx, url, nil); err != nil {
+		if file != "" {
+			return fmt.Errorf("%w (the database of the streamtools dev that wrote %s: is it still running? else pass --database-url)", err, file)
+		}
 		return err
 	}
 	pool, err := pgxpool.New(ctx, url)
@@ -210,26 +289,56 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if _, err := sinks.Migrate(ctx, url, p.Log); err != nil {
 		return err
 	}
+	names := schemas.NewNames(cmd.String("topic-prefix"))
+	if err := names.Validate(); err != nil {
+		return err
+	}
 	pool, err := dashboardPool(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	srv, err := dashboard.New(dashboard.Config{
+	cfg := dashboard.Config{
 		Addr: cmd.String("listen"), WidgetBaseURL: cmd.String("widget-base-url"), WidgetDomain: cmd.String("widget-domain"),
 		CookieSecure: cmd.Bool("cookie-secure"), SessionTTL: cmd.Duration("session-ttl"), ProxyHeader: cmd.String("proxy-header"), Log: p.Log,
-	}, pool)
+	}
+	var products *productTail
+	if brokers := brokersFrom(cmd); len(brokers) > 0 {
+		products = &productTail{brokers: brokers, names: names, log: p.Log}
+		cfg.Products = products.Products
+	}
+	srv, err := dashboard.New(cfg, pool)
 	if err != nil {
 		return err
 	}
-	return p.run(ctx, cmd, srv.Run, nil)
+	return p.run(ctx, cmd, func(ctx context.Context) error { return runWithProducts(ctx, srv, products) }, nil)
+}
+
+// runWithProducts serves the dashboard and, when set, tails the products
+// for it, until ctx is done.
+func runWithProducts(ctx context.Context, srv *dashboard.Server, products *productTail) error {
+	if products == nil {
+		return srv.Run(ctx)
+	}
+	tctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { products.Run(tctx) })
+	defer wg.Wait()
+	defer stop()
+	return srv.Run(ctx)
 }
 
 // startDevDashboard runs the dashboard in dev, with a login for the demo
 // customer whose password is kept in the data directory, so that it and
 // the browser's session survive restarts.
 func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	urlFile := filepath.Join(env.DataDir, devDatabaseURLFile)
 	if env.DatabaseURL == "" {
+		// A file left by a dev that was killed names a database that is
+		// not running.
+		if err := os.Remove(urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("removing %s: %w", urlFile, err)
+		}
 		env.Banner = append(env.Banner, "dashboard  off: it needs Postgres (see the postgres line)")
 		return nil, nil
 	}
@@ -246,17 +355,26 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		return nil, err
 	}
 	addr := env.Cmd.String("dashboard-listen")
+	log := env.Log.With("component", "dashboard")
+	products := &productTail{brokers: env.Brokers, names: env.Names, log: log}
 	srv, err := dashboard.New(dashboard.Config{Addr: addr, WidgetBaseURL: env.Cmd.String("dashboard-widget-base-url"),
-		Log: env.Log.With("component", "dashboard")}, pool)
+		Products: products.Products, Log: log}, pool)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s)",
+	// For `dashboard users` (usersDatabaseURL), as private as the demo
+	// password: the URL of an external database may hold a password.
+	if err := os.WriteFile(urlFile, []byte(env.DatabaseURL+"\n"), 0o600); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("writing the database URL for `dashboard users`: %w", err)
+	}
+	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create)",
 		dashboard.LoginURL(addr, demoLogin), demoLogin, password, demoCustomer))
 	return func(ctx context.Context) error {
 		defer pool.Close()
-		return srv.Run(ctx)
+		defer os.Remove(urlFile) // the database stops with dev
+		return runWithProducts(ctx, srv, products)
 	}, nil
 }
 

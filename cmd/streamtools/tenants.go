@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -102,6 +106,17 @@ func runRegistry(ctx context.Context, reg *tenant.Registry, wait time.Duration) 
 	}
 }
 
+// customer returns the customer with code, or an error that says how to
+// create it: every command that names a customer refuses one that does not
+// exist.
+func (s *tenantSession) customer(code string) (*tenant.Tenant, error) {
+	t, ok := s.reg.Customer(code)
+	if !ok {
+		return nil, fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s` (`streamtools customers list` lists them)", code, code)
+	}
+	return t, nil
+}
+
 // withTenants wraps an action that needs the tenant topics read to their end.
 func withTenants(fn func(context.Context, *cli.Command, *tenantSession) error) cli.ActionFunc {
 	return func(ctx context.Context, cmd *cli.Command) error {
@@ -180,9 +195,9 @@ func customersCommand() *cli.Command {
 					&cli.BoolFlag{Name: "delete", Usage: "remove the product instead"},
 				}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
-					t, ok := s.reg.Customer(cmd.String("customer"))
-					if !ok {
-						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", cmd.String("customer"), cmd.String("customer"))
+					t, err := s.customer(cmd.String("customer"))
+					if err != nil {
+						return err
 					}
 					c := t.Customer
 					products := map[string]schemas.Product{}
@@ -216,22 +231,12 @@ func customersCommand() *cli.Command {
 			},
 			{
 				Name:  "list",
-				Usage: "list customers and their products",
+				Usage: "list customers and their products, with each product's widget settings (title, goal, counted event types)",
 				Flags: tenantFlags(),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					cs := s.reg.Customers()
 					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
-					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "CODE\tNAME\tTIMEZONE\tANTICHEAT\tRATE LIMIT\tPRODUCTS")
-					for _, c := range cs {
-						var ps []string
-						for code := range c.Products {
-							ps = append(ps, code)
-						}
-						sort.Strings(ps)
-						fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%d\t%s\n", c.Code, c.Name, c.TimeZone, c.AntiCheat, c.RateLimit, strings.Join(ps, ","))
-					}
-					return w.Flush()
+					return listCustomers(cmd.Root().Writer, cs)
 				}),
 			},
 		},
@@ -249,8 +254,8 @@ func keysCommand() *cli.Command {
 				Flags: append([]cli.Flag{flagCustomer(), &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
 				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
-					if _, ok := s.reg.Customer(code); !ok {
-						return fmt.Errorf("--customer %q does not exist: create it with `streamtools customers set --code %s`", code, code)
+					if _, err := s.customer(code); err != nil {
+						return err
 					}
 					key, rec, err := tenant.CreateKey(ctx, s.cl, s.names, code, cmd.String("label"))
 					if err != nil {
@@ -306,6 +311,40 @@ func keysCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// listCustomers writes one line per product of each customer (a customer
+// without products accepts any product code), with the settings its widget
+// starts from: title, goal (none: no bar) and the event types it counts
+// (all when the product names none).
+func listCustomers(out io.Writer, cs []*tenant.Tenant) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CODE\tNAME\tTIMEZONE\tANTICHEAT\tRATE LIMIT\tPRODUCT\tTITLE\tGOAL\tEVENT TYPES")
+	for _, c := range cs {
+		codes := slices.Sorted(maps.Keys(c.Products))
+		head := fmt.Sprintf("%s\t%s\t%s\t%v\t%d", c.Code, c.Name, c.TimeZone, c.AntiCheat, c.RateLimit)
+		if len(codes) == 0 {
+			fmt.Fprintf(w, "%s\t(any)\t\t\t\n", head)
+		}
+		for i, code := range codes {
+			p := c.Products[code]
+			if i > 0 {
+				head = "\t\t\t\t"
+			}
+			title, goal, types := p.Title, "none", "all"
+			if title == "" {
+				title = "-"
+			}
+			if p.Goal > 0 {
+				goal = strconv.FormatInt(p.Goal, 10)
+			}
+			if len(p.EventTypes) > 0 {
+				types = strings.Join(p.EventTypes, ",")
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", head, code, title, goal, types)
+		}
+	}
+	return w.Flush()
 }
 
 // findKey finds a key record by the key itself or by a hash prefix of at

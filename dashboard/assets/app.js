@@ -362,6 +362,24 @@
 
   var PAGE = 50;
   var selected = null; // product/influencer key of the previewed widget
+  var previewed = null; // product of the previewed widget
+
+  // The widget counts only its product's event types, the tables every
+  // type: the note beside the preview says which (/api/v1/widgets).
+  var widgets = {};
+  function loadWidgets() {
+    return getJSON('/api/v1/widgets').then(function (w) {
+      widgets = {};
+      (w.known ? w.products : []).forEach(function (p) { widgets[p.product] = p; });
+      showNote();
+    }, function () {});
+  }
+  function showNote() {
+    var box = $('#preview-note');
+    var w = previewed !== null && widgets[previewed];
+    box.textContent = w && w.note ? w.note : '';
+    box.hidden = !(w && w.note);
+  }
 
   function copyButton(input) {
     return el('button', { type: 'button', onclick: function (ev) {
@@ -396,6 +414,11 @@
     var frame = $('#preview-frame');
     if (frame.getAttribute('src') !== src) frame.setAttribute('src', src);
     $('#preview-name').textContent = r.influencer_id + ' · ' + r.product + (state.campaign && state.campaign !== NO_CAMPAIGN ? ' · campaign ' + state.campaign : '');
+    if (previewed !== r.product) {
+      previewed = r.product;
+      showNote();
+      loadWidgets(); // settings change live: fresh ones for each product previewed
+    }
     $$('#influencers tr[data-key]').forEach(function (tr) { tr.classList.toggle('selected', tr.dataset.key === selected); });
   }
 

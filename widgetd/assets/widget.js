@@ -7,13 +7,13 @@
   var $ = function (id) { return document.getElementById(id); };
   var el = {
     widget: $("widget"), card: $("card"), title: $("title"), count: $("count"),
-    goal: $("goal"), bar: $("bar"), fill: $("fill"), fx: $("fx"), badge: $("badge")
+    goal: $("goal"), bar: $("bar"), fill: $("fill"), fx: $("fx"), badge: $("badge"), hint: $("hint")
   };
   var fmt = new Intl.NumberFormat();
 
   // state is public for tests and for debugging in OBS's inspector.
   var state = window.streamtoolsWidget = {
-    total: null, shown: 0, connected: false, snapshots: 0, updates: 0,
+    total: null, shown: 0, connected: false, snapshots: 0, updates: 0, noData: false,
     heartbeats: 0, reconnects: 0, alerts: 0, heartbeatMs: cfg.heartbeat_ms || 10000, lastMessage: 0,
     closes: {} // websocket closes by close code
   };
@@ -86,9 +86,21 @@
     }, 1600);
   }
 
+  // In preview only (widgetd sends no_data to preview pages only): a URL
+  // whose ids match no data says so, rather than showing a silent 0.
+  function showHint(m) {
+    if (!cfg.preview) return;
+    state.noData = !!m.no_data;
+    el.hint.hidden = !m.no_data;
+    if (!m.no_data) return;
+    var ids = "influencer " + m.influencer_id + (m.campaign != null ? " / campaign " + m.campaign : "");
+    el.hint.textContent = "No data yet for " + ids + ": check the spelling; ids are case-sensitive.";
+  }
+
   function onCounts(m) {
     if (m.heartbeat_ms) state.heartbeatMs = m.heartbeat_ms;
     applySettings(m);
+    showHint(m);
     var prev = state.total;
     state.total = m.total;
     el.count.dataset.value = String(m.total);

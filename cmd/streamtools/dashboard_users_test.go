@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamtools/streamtools/internal/kafkatest"
+)
+
+// TestDashboardUsersHelp: the help of a users command lists its own flags,
+// not the dashboard server's.
+func TestDashboardUsersHelp(t *testing.T) {
+	out := mustRun(t, "dashboard", "users", "create", "--help")
+	for _, want := range []string{"--customer", "--login", "--password-stdin", "--database-url", "--data-dir", "--brokers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("users create --help lacks %s:\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"GLOBAL OPTIONS", "--listen", "--widget-base-url", "--cookie-secure", "--session-ttl", "--log-level"} {
+		if strings.Contains(out, not) {
+			t.Errorf("users create --help shows %q, a flag of the dashboard server:\n%s", not, out)
+		}
+	}
+	// The server keeps its flags.
+	if out := mustRun(t, "dashboard", "--help"); !strings.Contains(out, "--listen") || !strings.Contains(out, "--cookie-secure") {
+		t.Errorf("dashboard --help lost the server's flags:\n%s", out)
+	}
+}
+
+// TestDevDashboard: with `streamtools dev` running, `dashboard users`
+// needs no --database-url (it reads the URL dev wrote in its data
+// directory), STREAMTOOLS_DATABASE_URL wins over that and --database-url
+// over both, and a customer that does not exist is refused; the dashboard
+// knows the products' widget settings from the customers topic. Every
+// command runs as its own process, as a user runs them (and as flags read
+// their environment variables once per process).
+func TestDevDashboard(t *testing.T) {
+	dataDir := t.TempDir()
+	// As root, dev runs Postgres as the postgres user, who must be able to
+	// enter the data directory (t.TempDir makes it 0700).
+	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := map[string]int{}
+	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
+		ports[name] = freePort(t)
+	}
+	brokers := fmt.Sprintf("127.0.0.1:%d", ports["broker"])
+	devURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/streamtools?sslmode=disable", ports["postgres"])
+	urlFile := filepath.Join(dataDir, "database-url")
+
+	dev := exec.Command(os.Args[0], "-test.run=^$")
+	args, _ := json.Marshal([]string{"dev", "--data-dir", dataDir, "--log-level", "warn",
+		"--broker-listen", brokers,
+		"--ingest-listen", fmt.Sprintf("127.0.0.1:%d", ports["ingest"]),
+		"--widgetd-listen", fmt.Sprintf("127.0.0.1:%d", ports["widgetd"]),
+		"--dashboard-listen", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"]),
+		"--postgres-port", fmt.Sprint(ports["postgres"])})
+	dev.Env = append(environWithout("STREAMTOOLS_DATABASE_URL"), envChildArgs+"="+string(args))
+	var devOut bytes.Buffer
+	dev.Stdout, dev.Stderr = &devOut, &devOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	devDone := make(chan error, 1)
+	go func() { devDone <- dev.Wait() }()
+	stopDev := func() {
+		if dev.Process == nil {
+			return
+		}
+		dev.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-devDone:
+			if err != nil {
+				t.Errorf("dev exited with %v:\n%s", err, devOut.String())
+			}
+		case <-time.After(60 * time.Second):
+			dev.Process.Kill()
+			t.Errorf("dev did not stop within 60s:\n%s", devOut.String())
+		}
+		dev.Process = nil
+	}
+	t.Cleanup(stopDev)
+	kafkatest.Eventually(t, 90*time.Second, "dev to write its database URL", func() bool {
+		select {
+		case err := <-devDone:
+			dev.Process = nil
+			t.Fatalf("dev stopped early (%v):\n%s", err, devOut.String())
+		default:
+		}
+		_, err := os.Stat(urlFile)
+		return err == nil
+	})
+
+	// users runs `streamtools dashboard users args...` in its own process,
+	// with STREAMTOOLS_DATABASE_URL set to dbEnv unless it is empty.
+	users := func(dbEnv string, args ...string) (string, error) {
+		t.Helper()
+		args = append(append([]string{"dashboard", "users"}, args...), "--data-dir", dataDir)
+		if args[2] == "create" {
+			args = append(args, "--brokers", brokers)
+		}
+		b, _ := json.Marshal(args)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(environWithout("STREAMTOOLS_DATABASE_URL"), envChildArgs+"="+string(b))
+		if dbEnv != "" {
+			cmd.Env = append(cmd.Env, "STREAMTOOLS_DATABASE_URL="+dbEnv)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, stderr.String())
+		}
+		return string(out), err
+	}
+
+	if _, err := users("", "create", "--customer", "acme", "--login", "x@acme.example"); err == nil ||
+		!strings.Contains(err.Error(), `--customer "acme" does not exist`) || !strings.Contains(err.Error(), "customers set --code acme") {
+		t.Fatalf("a login for a customer that does not exist: err = %v, want one that says how to create the customer", err)
+	}
+	out, err := users("", "create", "--customer", "default", "--login", "marketing@demo.example")
+	if err != nil || !strings.Contains(out, "created login marketing@demo.example for customer default") || !strings.Contains(out, "password: ") {
+		t.Fatalf("users create in dev, without --database-url: %v\n%s", err, out)
+	}
+
+	// The variable wins over dev's file, and the flag over the variable.
+	const nowhere = "postgres://postgres@127.0.0.1:1/streamtools?sslmode=disable&connect_timeout=2"
+	if out, err := users(nowhere, "list"); err == nil {
+		t.Fatalf("users list read dev's database, not STREAMTOOLS_DATABASE_URL:\n%s", out)
+	}
+	list, err := users(nowhere, "list", "--customer", "default", "--database-url", devURL)
+	if err != nil || !strings.Contains(list, "marketing@demo.example") || strings.Contains(list, "x@acme.example") {
+		t.Fatalf("users list --database-url: %v\n%s", err, list)
+	}
+
+	// The dashboard reads the demo product's widget settings.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	dash := fmt.Sprintf("http://127.0.0.1:%d", ports["dashboard"])
+	password, err := os.ReadFile(filepath.Join(dataDir, "dashboard-demo-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, _ := json.Marshal(map[string]string{"login": "demo", "password": strings.TrimSpace(string(password))})
+	resp, err := hc.Post(dash+"/api/v1/login", "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("logging in as demo: %d", resp.StatusCode)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "the dashboard to know the demo product's widget", func() bool {
+		resp, err := hc.Get(dash + "/api/v1/widgets")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(b), `"known":true`) && strings.Contains(string(b), `"product":"product","title":"Sign-ups","goal":100`)
+	})
+
+	// Once dev stops, its database is gone, and so is the file.
+	stopDev()
+	if _, err := os.Stat(urlFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dev left its database URL behind: %v", err)
+	}
+	if _, err := users("", "list"); err == nil || !strings.Contains(err.Error(), "--database-url") {
+		t.Errorf("users list without dev nor --database-url: err = %v, want one that asks for --database-url", err)
+	}
+}
+
+// environWithout is this process's environment without the variables
+// named.
+func environWithout(names ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, name) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
