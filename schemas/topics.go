@@ -19,7 +19,7 @@ const DefaultPartitions = 6
 //
 // Generation selects the processor groups (and so their tables). Bumping it
 // starts fresh groups that rebuild every table from the start of the
-// postbacks topic; see the README's "Replay" section.
+// postbacks topic; see docs/operations.md, "Processor generations".
 type Names struct {
 	// Prefix is prepended to every name, e.g. "streamtools.". Tests use a
 	// unique prefix so that they never share topics.

@@ -1,5 +1,5 @@
 // Package sinks materializes StreamTools' topics into PostgreSQL, the BI
-// contract that the dashboard and data teams read (see the README (Postgres section)):
+// contract that the dashboard and data teams read (see docs/postgres.md):
 //
 //   - the events topic (schemas.Event, every postback with its verdict)
 //     into the events table, upserted by (day, id), last write wins; the

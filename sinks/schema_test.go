@@ -10,7 +10,7 @@ import (
 )
 
 // The records the sink's tests produce (the processors' contract) match the
-// JSON Schema files that the README (Postgres section) points data teams to.
+// JSON Schema files that docs/postgres.md points data teams to.
 func TestRecordsMatchJSONSchemas(t *testing.T) {
 	compile := func(name string) *jsonschema.Schema {
 		b, err := schemas.Schema(name)
