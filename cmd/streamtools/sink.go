@@ -53,7 +53,8 @@ func runSink(ctx context.Context, cmd *cli.Command) error {
 
 func startDevSink(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
 	if env.DatabaseURL == "" {
-		return nil, nil // the postgres part said why
+		env.Banner = append(env.Banner, "sink       off: it needs Postgres (see the postgres line)")
+		return nil, nil
 	}
 	log := env.Log.With("component", "sink")
 	// Migrate now, so that the parts after this one (the dashboard) find
