@@ -29,7 +29,7 @@ func sinkCommand() *cli.Command {
 		Description: "Consumes the events topic and the stats table changelog of --generation and upserts them\n" +
 			"into the events and daily_stats tables, storing the consumed offsets in the same transaction:\n" +
 			"a restart resumes exactly, and re-reading any topic changes nothing. Migrates the schema at start.\n" +
-			"Postgres down: retries with backoff. See the README (Postgres section).",
+			"Postgres down: retries with backoff. See docs/postgres.md.",
 		Flags:  flags([]cli.Flag{flagDatabaseURL()}, sinkFlags(), kafkaFlags(), logFlags()),
 		Action: runSink,
 	}
