@@ -95,7 +95,7 @@ func (s *Server) routes() {
 	app.Get("/api/v1/views/:view", s.viewAPI)
 	app.Get("/api/v1/export/:view.csv", s.exportCSV)
 	app.Use(func(c *fiber.Ctx) error {
-		return &apiError{Status: fiber.StatusNotFound, Msg: "no such page: see the README (dashboard) for the routes"}
+		return &apiError{Status: fiber.StatusNotFound, Msg: "no such page: the pages and API routes are listed in docs/dashboard.md"}
 	})
 }
 

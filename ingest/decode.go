@@ -8,7 +8,7 @@ import (
 
 // The edge's JSON decoder. A postback is a flat object of strings, and the
 // profile of the edge showed encoding/json's reflection-driven Unmarshal as
-// the largest single cost of a request (the README (Sending postbacks), Benchmark). This
+// the largest single cost of a request (docs/benchmark-notes.md, "The edge"). This
 // decoder reads exactly what encoding/json would put into a Request (the
 // fuzz test FuzzDecodeJSONMatchesStd checks it against encoding/json): keys
 // match field names exactly or else case-insensitively, the last duplicate

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the edge's Prometheus metrics (see the README (Sending postbacks), Metrics).
+// metrics are the edge's Prometheus metrics (listed in docs/edge.md, "Operations endpoints").
 type metrics struct {
 	requests *prometheus.CounterVec // by status code and endpoint
 	records  *prometheus.CounterVec // postbacks (batch items included) by result

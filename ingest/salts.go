@@ -29,7 +29,7 @@ var errNoSalt = errors.New("ingest: no visitor-fingerprint salt is known for the
 
 // salts keeps the daily visitor-fingerprint salts, shared by every edge
 // instance through the compacted salts topic (schemas.Names.Salts, Salt
-// records keyed by day). See the README (Sending postbacks), "Visitor fingerprint".
+// records keyed by day). See docs/edge.md, "Visitor fingerprint and daily salts".
 //
 //   - Every edge tails the topic from the start into memory.
 //   - Once caught up, and every CheckEvery, it writes a fresh random salt for

@@ -74,18 +74,18 @@ type Config struct {
 	RetryAfter time.Duration
 	// DefaultRateLimit is the sustained postbacks per second allowed per
 	// access key when the customer sets no RateLimit; default 100000, which
-	// is above what one edge instance can take on the machines measured (see
-	// the README (Sending postbacks)), so the default never throttles a sender below the
-	// edge's capacity. Negative disables the default limit. Every key's
-	// burst is one second of its rate (limit.go), which also bounds its
-	// batches' item count.
+	// is above what one edge instance can take on the machines measured
+	// (docs/edge.md, "Rate limits"), so the default never throttles a
+	// sender below the edge's capacity. Negative disables the default
+	// limit. Every key's burst is one second of its rate (limit.go), which
+	// also bounds its batches' item count.
 	DefaultRateLimit float64
 	// SaltCheckEvery is how often the edge makes sure the daily salts exist
 	// and deletes old ones; default 1h.
 	SaltCheckEvery time.Duration
 	// Linger is how long the producer waits to fill a batch; default 0:
 	// batches fill while the previous produce request is in flight, which
-	// gave the best throughput and latency (the README (Sending postbacks), Benchmark).
+	// gave the best throughput and latency (docs/benchmark-notes.md, "The edge").
 	Linger time.Duration
 	// KafkaOpts are extra franz-go options (TLS, SASL, ...) for every client.
 	KafkaOpts []kgo.Opt

@@ -16,7 +16,7 @@ func benchSinkCommand() *cli.Command {
 		Description: "Starts an embedded broker and (unless --database-url) a PostgreSQL cluster in a temporary directory,\n" +
 			"pre-fills the events topic, times a plain COPY of the same rows into events, then the sink, and prints\n" +
 			"the ratio (goal >= 0.5). Then produces --rate events/s for --duration while the sink runs and reports\n" +
-			"its largest lag and how fast it drains. See the README (Postgres section).",
+			"its largest lag and how fast it drains. See docs/benchmark-notes.md (The sink).",
 		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "events", Value: 200000, Usage: "events pre-filled for the throughput comparison"},
 			&cli.IntFlag{Name: "rate", Value: 10000, Usage: "input rate of the keep-up phase, events/s (plus one stats row per ten events); 0 skips the phase"},

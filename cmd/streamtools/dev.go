@@ -127,7 +127,7 @@ func runDev(ctx context.Context, cmd *cli.Command, parts []devPart) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "\nstreamtools dev is running (Ctrl-C stops it):\n  %s\n\n", strings.Join(env.Banner, "\n  "))
+	fmt.Fprintf(cmd.Root().ErrWriter, "\nstreamtools dev is running (Ctrl-C stops it):\n  %s\n\n", strings.Join(env.Banner, "\n  "))
 	return sup.Wait(ctx)
 }
 

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,26 @@ func freePort(t *testing.T) int {
 type devProc struct {
 	cancel context.CancelFunc
 	done   chan error
+	out    *lockedBuffer // what dev prints besides its log: the banner
+}
+
+// lockedBuffer is a bytes.Buffer that dev's goroutine writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer // guarded by mu
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startDev(t *testing.T, dataDir string, ports map[string]int, extra ...string) *devProc {
@@ -52,8 +74,10 @@ func startDev(t *testing.T, dataDir string, ports map[string]int, extra ...strin
 		"--postgres-port", fmt.Sprint(ports["postgres"]),
 	}
 	args = append(args, extra...)
-	p := &devProc{cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- newApp().Run(ctx, args) }()
+	p := &devProc{cancel: cancel, done: make(chan error, 1), out: &lockedBuffer{}}
+	app := newApp()
+	app.ErrWriter = p.out
+	go func() { p.done <- app.Run(ctx, args) }()
 	t.Cleanup(func() { p.stop(t) })
 	kafkatest.Eventually(t, 90*time.Second, "the edge to be ready", func() bool {
 		select {
@@ -245,7 +269,27 @@ func TestDevWithoutPostgres(t *testing.T) {
 	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
 		ports[name] = freePort(t)
 	}
-	startDev(t, t.TempDir(), ports, "--postgres-bin-dir", t.TempDir())
+	dev := startDev(t, t.TempDir(), ports, "--postgres-bin-dir", t.TempDir())
+	// The banner says what is off and why; each "see the X line" names a
+	// line it has.
+	kafkatest.Eventually(t, 10*time.Second, "the banner", func() bool {
+		return strings.Contains(dev.out.String(), "is running (Ctrl-C stops it)")
+	})
+	banner := dev.out.String()
+	for _, want := range []string{
+		"  postgres   off: no PostgreSQL server binaries found (apt-get install postgresql, or pass --database-url)\n",
+		"  sink       off: it needs Postgres (see the postgres line)\n",
+		"  dashboard  off: it needs Postgres (see the postgres line)\n",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("the banner lacks the line %q:\n%s", strings.TrimSpace(want), banner)
+		}
+	}
+	for _, m := range regexp.MustCompile(`see the (\w+) line`).FindAllStringSubmatch(banner, -1) {
+		if !regexp.MustCompile(`(?m)^  ` + m[1] + ` `).MatchString(banner) {
+			t.Errorf("the banner says %q but has no %s line:\n%s", m[0], m[1], banner)
+		}
+	}
 	postback(t, ports["ingest"], seedBody)
 	kafkatest.Eventually(t, 60*time.Second, "the widget to count the postback", func() bool {
 		return widgetTotal(t, ports["widgetd"], "default/product/influ_test") == 1

@@ -35,7 +35,7 @@ func flagTopicPrefix() cli.Flag {
 
 func flagGeneration() cli.Flag {
 	return &cli.IntFlag{Name: "generation", Value: 1, Sources: env("generation"),
-		Usage: "processor generation: bump it to rebuild every table from the start of the postbacks topic (see README, Replay)"}
+		Usage: "processor generation: bump it to rebuild every table from the start of the postbacks topic (see docs/operations.md, Processor generations)"}
 }
 
 func flagPartitions() cli.Flag {

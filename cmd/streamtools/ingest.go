@@ -46,7 +46,7 @@ func ingestCommand() *cli.Command {
 		Usage: "run the postback edge: POST/GET /{access_key} and POST /{access_key}/batch into the postbacks topic",
 		Description: "Accepts the brands' postbacks, validates them, fingerprints the visitor with a daily salt and\n" +
 			"drops the IP, and answers 202 only once Kafka acknowledged the record (acks=all).\n" +
-			"Also serves /healthz, /readyz and /metrics. See the README (Sending postbacks).",
+			"Also serves /healthz, /readyz and /metrics. See docs/edge.md.",
 		Flags:  flags(ingestFlags(), kafkaFlags(), logFlags()),
 		Action: runIngest,
 	}

@@ -14,7 +14,7 @@ func migrateCommand() *cli.Command {
 		Name:  "migrate",
 		Usage: "apply the Postgres schema migrations (the sink also applies them at start)",
 		Description: "Applies every pending migration embedded in the binary (sinks/migrations) to --database-url.\n" +
-			"Safe to run at any time and from several places at once. See the README (Postgres section).",
+			"Safe to run at any time and from several places at once. See docs/postgres.md (Commands).",
 		Flags: flags([]cli.Flag{flagDatabaseURL(),
 			&cli.BoolFlag{Name: "status", Usage: "list the migrations and whether each ran, change nothing"},
 			&cli.BoolFlag{Name: "down", Usage: "roll back the most recent migration (drops its tables and data)"},

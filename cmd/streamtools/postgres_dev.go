@@ -36,6 +36,8 @@ func startDevPostgres(ctx context.Context, env *devEnv) (func(context.Context) e
 	})
 	if errors.Is(err, pgembed.ErrNoBinaries) {
 		env.Log.Warn("no PostgreSQL server binaries found, so the sink and the dashboard are off: install them (apt-get install postgresql) or pass --database-url")
+		// The sink's and the dashboard's lines point here.
+		env.Banner = append(env.Banner, "postgres   off: no PostgreSQL server binaries found (apt-get install postgresql, or pass --database-url)")
 		return nil, nil
 	}
 	if err != nil {

@@ -19,7 +19,7 @@ func replayCommand() *cli.Command {
 		Usage: "rebuild the Postgres tables (all, one customer, or a date range) from the topics",
 		Description: "Reads the events topic and the stats table changelog of --generation from their start up to their\n" +
 			"end at start time, and upserts every row in scope, like the sink. Prints what changed\n" +
-			"(inserted, updated, unchanged). Safe while the sink runs. See the README (Postgres section).",
+			"(inserted, updated, unchanged). Safe while the sink runs. See docs/postgres.md (Replay for data teams).",
 		Flags: flags([]cli.Flag{flagDatabaseURL(),
 			&cli.StringFlag{Name: "customer", Usage: "rebuild only this customer code"},
 			&cli.StringFlag{Name: "from", Usage: "first day to rebuild, YYYY-MM-DD (the customer's day)"},

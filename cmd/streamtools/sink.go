@@ -29,7 +29,7 @@ func sinkCommand() *cli.Command {
 		Description: "Consumes the events topic and the stats table changelog of --generation and upserts them\n" +
 			"into the events and daily_stats tables, storing the consumed offsets in the same transaction:\n" +
 			"a restart resumes exactly, and re-reading any topic changes nothing. Migrates the schema at start.\n" +
-			"Postgres down: retries with backoff. See the README (Postgres section).",
+			"Postgres down: retries with backoff. See docs/postgres.md.",
 		Flags:  flags([]cli.Flag{flagDatabaseURL()}, sinkFlags(), kafkaFlags(), logFlags()),
 		Action: runSink,
 	}
@@ -53,7 +53,8 @@ func runSink(ctx context.Context, cmd *cli.Command) error {
 
 func startDevSink(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
 	if env.DatabaseURL == "" {
-		return nil, nil // the postgres part said why
+		env.Banner = append(env.Banner, "sink       off: it needs Postgres (see the postgres line)")
+		return nil, nil
 	}
 	log := env.Log.With("component", "sink")
 	// Migrate now, so that the parts after this one (the dashboard) find
