@@ -15,7 +15,10 @@
 //	GET  /{access_key}?...    the same, in the query string
 //	POST /{access_key}/batch  a JSON array of up to BatchMaxItems postbacks (handleBatch);
 //	                          the answer lists each item's status
-//	GET  /healthz, /readyz, /metrics
+//	GET  /healthz, /readyz, /metrics (and HEAD)
+//
+// Any other method on these paths gets 405 with Allow (notRouted); HEAD
+// /{access_key} included, since a HEAD must store nothing.
 //
 // /readyz answers 503 until the customers, access keys and the salts of the
 // days around now are loaded, and while the brokers do not answer.

@@ -232,7 +232,7 @@ func New(cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		s.closeClients()
-		return nil, fmt.Errorf("ingest: listening on Addr %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("ingest: listening on %s: %w", cfg.Addr, err)
 	}
 	full := refusal(errUnavailable, "", "the edge has its maximum of %d connections open (--max-conns): retry after the Retry-After delay, and reuse keep-alive connections", cfg.MaxConns)
 	s.ln = newConnLimit(ln, cfg.MaxConns, full, s.retry, func() {
@@ -312,7 +312,10 @@ func (s *Server) newApp() *fiber.App {
 	// the paths above.
 	app.Post("/:key/batch", s.handleBatch)
 	app.Post("/:key", s.handlePostback)
-	app.Get("/:key", s.handlePostback)
+	// Not app.Get, which routes HEAD as well: fasthttp reads the body of a
+	// HEAD that has a Content-Length, and a HEAD must store nothing. HEAD
+	// gets notRouted's 405.
+	app.Add(fiber.MethodGet, "/:key", s.handlePostback)
 	app.Use(s.notRouted)
 	return app
 }

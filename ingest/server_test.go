@@ -773,3 +773,82 @@ func TestMaxConns(t *testing.T) {
 	a.Close()
 	take().Close()
 }
+
+// TestHeadIsNotAPostback: Fiber's Get also routes HEAD, and fasthttp reads
+// the body of a HEAD that has a Content-Length. A HEAD on /{access_key}
+// must store nothing: it answers 405 with Allow, like any other method
+// that is not GET or POST, and without a body.
+func TestHeadIsNotAPostback(t *testing.T) {
+	e := startEdge(t, nil)
+	query := "/" + testKey + "?influencer_id=influ_head&product=product"
+	for _, tt := range []struct{ name, req, allow string }{
+		{"query", "HEAD " + query + " HTTP/1.1\r\nHost: x\r\n\r\n", "GET, POST"},
+		{"JSON body", fmt.Sprintf("HEAD /%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", testKey, len(seedBody), seedBody), "GET, POST"},
+		{"batch", fmt.Sprintf("HEAD /%s/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[%s]", testKey, len(seedBody)+2, seedBody), "POST"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", e.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// A GET /healthz follows on the same connection: any byte of
+			// a body after the HEAD's headers would be read as the start
+			// of its answer.
+			if _, err := io.WriteString(conn, tt.req+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 405 || resp.Header.Get("Allow") != tt.allow {
+				t.Errorf("HEAD: %d, Allow %q; want 405 with Allow %q", resp.StatusCode, resp.Header.Get("Allow"), tt.allow)
+			}
+			next, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer after the HEAD's (did the HEAD's answer carry a body?): %v", err)
+			}
+			b, _ := io.ReadAll(next.Body)
+			next.Body.Close()
+			if next.StatusCode != 200 || string(b) != "ok\n" {
+				t.Errorf("the GET /healthz after the HEAD answered %d %q: the HEAD's answer carried a body", next.StatusCode, b)
+			}
+		})
+	}
+	// A POST after the HEADs: the topic then holds it and nothing else.
+	a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
+	if a.code != 202 {
+		t.Fatalf("POST: %d %s", a.code, a.body)
+	}
+	recs := kafkatest.ReadToEnd(t, e.b.Addr(), e.names.Postbacks(), 10*time.Second)
+	if len(recs) != 1 || !bytes.Contains(recs[0].Value, []byte(a.json(t)["id"].(string))) {
+		for _, r := range recs {
+			t.Logf("record: %s", r.Value)
+		}
+		t.Errorf("the postbacks topic holds %d records, want the POST's alone", len(recs))
+	}
+}
+
+// TestListenError: an address in use is named as given, without the Go
+// field name; the command that calls New adds its flag's name.
+func TestListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = New(Config{
+		Addr: ln.Addr().String(), Brokers: []string{"127.0.0.1:1"}, Names: kafkatest.Names(t),
+		Registerer: prometheus.NewRegistry(),
+	})
+	want := "ingest: listening on " + ln.Addr().String() + ": "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("New on an address in use: %v; want an error starting %q", err, want)
+	}
+}
