@@ -36,11 +36,15 @@
 //     exactly what encoding/json would, FuzzDecodeJSONMatchesStd checks it)
 //     into a Request and validated: lengths, control characters, unfilled
 //     affiliate macros ({click_id}), ISO country codes (country.go), the
-//     product against the customer's. A refusal is 400 {"error","field"}
-//     naming the field and the fix (415 for a Content-Type other than JSON
-//     or a form). In server.go, badRequest, unavailable, errorHandler and
-//     refuseMalformed (requests that are not valid HTTP/1.1) write every
-//     error answer: always JSON, never quoting the request.
+//     product against the customer's. The Content-Type chooses the parser
+//     (server.go, decode): multipart/* is refused with 415; a body that
+//     starts with { or [ is JSON whatever its Content-Type (curl -d labels
+//     JSON as a form); otherwise application/x-www-form-urlencoded is a
+//     form, and any other Content-Type, or none, is read as JSON. A
+//     refusal is 400 {"error","field"} naming the field and the fix (415
+//     for multipart/*). In server.go, badRequest, unavailable, errorHandler
+//     and refuseMalformed (requests that are not valid HTTP/1.1) write
+//     every error answer: always JSON, never quoting the request.
 //  4. server.go (record): the edge stamps the postback with an id (id.go,
 //     a UUIDv7), its receive time and the customer's day (days.go), then
 //     replaces ip and user_agent with the visitor fingerprint,

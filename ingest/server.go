@@ -283,6 +283,9 @@ func (s *Server) newApp() *fiber.App {
 		ErrorHandler: s.errorHandler,
 		// Keys are case-sensitive.
 		CaseSensitive: true,
+		// The edge reads no multipart body: decode answers 415 to any.
+		// Parsed ahead, one that does not parse got fasthttp's 400.
+		DisablePreParseMultipartForm: true,
 	})
 	// What fasthttp refuses before any handler runs (a malformed request
 	// line, header or chunked body; headers or body too large; a read
@@ -760,14 +763,14 @@ func (s *Server) decode(c *fiber.Ctx, body []byte, r *Request) error {
 	}
 	ct := rc.Request.Header.ContentType()
 	switch {
+	case hasPrefixFold(ct, "multipart/"):
+		return errUnsupportedType
 	case looksLikeJSON(body):
 		// curl -d sends JSON as application/x-www-form-urlencoded unless
 		// told otherwise; a form body never starts with '{'.
 	case hasPrefixFold(ct, "application/x-www-form-urlencoded"):
 		rc.PostArgs().VisitAll(func(k, v []byte) { r.set(string(k), string(v)) })
 		return nil
-	case hasPrefixFold(ct, "multipart/"):
-		return errUnsupportedType
 	}
 	// JSON is the default: many senders send it as text/plain or without a
 	// Content-Type.

@@ -187,6 +187,8 @@ func TestStatuses(t *testing.T) {
 		{"not JSON", "POST", "/" + testKey, "", `influencer_id: a`, 400, "body"},
 		{"number", "POST", "/" + testKey, "", `{"influencer_id":5,"product":"product"}`, 400, "influencer_id"},
 		{"multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", "--x--", 415, "content-type"},
+		{"JSON labelled multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", seedBody, 415, "content-type"},
+		{"form labelled text/plain is read as JSON", "POST", "/" + testKey, "text/plain", form, 400, "body"},
 		{"unknown key", "POST", "/unknown-access-key", "", seedBody, 401, "access_key"},
 		{"revoked key", "POST", "/" + revokedKey, "", seedBody, 401, "access_key"},
 		{"body over the single limit", "POST", "/" + testKey, "", string(big), 413, "body"},
