@@ -395,8 +395,10 @@ func (s *Server) newApp() *fiber.App {
 	// influencer named favicon.ico on a host-form widget.
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNoContent) })
 	app.Get("/*", s.page)
+	// app.Get routes HEAD as well, answered as the GET without the body.
 	app.Use(func(c *fiber.Ctx) error {
-		return s.refuse(c, refusal(errMethod, "", "widgetd serves only GET requests", ""), false)
+		c.Set(fiber.HeaderAllow, "GET, HEAD")
+		return s.refuse(c, refusal(errMethod, "", "widgetd serves only GET and HEAD requests", ""), false)
 	})
 	return app
 }
@@ -480,8 +482,10 @@ func (s *Server) wsCheck(c *fiber.Ctx) error {
 	if err != nil {
 		return s.refuse(c, err, false)
 	}
-	if !websocket.IsWebSocketUpgrade(c) {
-		// A plain GET answers the snapshot, for curl and monitoring.
+	if !websocket.IsWebSocketUpgrade(c) || c.Method() != fiber.MethodGet {
+		// A plain GET answers the snapshot, for curl and monitoring; so
+		// does a HEAD, upgrade headers or not (a websocket opens on GET
+		// only, and the upgrader would answer 426), without the body.
 		if !s.isReady() {
 			return s.refuse(c, refusal(errNotReady, "", "widgetd is catching up with the stats changelogs: retry in a second", ""), false)
 		}

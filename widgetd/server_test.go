@@ -1,10 +1,12 @@
 package widgetd
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -648,6 +650,78 @@ func TestManyConcurrentWidgets(t *testing.T) {
 	for i, c := range clients {
 		if m := c.next(false); m.Influencer != fmt.Sprintf("influencer-%d", i) || m.Total != int64(1000+i) {
 			t.Errorf("client %d update: %s with total %d", i, m.Influencer, m.Total)
+		}
+	}
+}
+
+// TestHead: Fiber's Get routes HEAD too. A HEAD is answered as its GET
+// would be, status and headers, without the body; a HEAD with websocket
+// upgrade headers gets the plain GET's answer too (a websocket opens on
+// GET only). Any other method gets 405 with Allow: GET, HEAD.
+func TestHead(t *testing.T) {
+	sys := newSystem(t, "")
+	sys.putCustomer(demoCustomer("default"))
+	srv, _ := sys.startServer("127.0.0.1:0")
+	const upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	for _, tt := range []struct {
+		name, path, headers string
+		status              int
+		ctype               string
+	}{
+		{"page", "/default/product/influ_test", "", 200, "text/html"},
+		{"error page", "/nobody/product/influ_test", "", 404, "text/html"},
+		{"snapshot", "/ws/default/product/influ_test", "", 200, "application/json"},
+		{"snapshot with upgrade headers", "/ws/default/product/influ_test", upgrade, 200, "application/json"},
+		{"refusal", "/ws/default/product/influ_test?goal=lots", "", 400, "application/json"},
+		{"healthz", "/healthz", "", 200, "application/json"},
+		{"readyz", "/readyz", "", 200, "application/json"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// A GET /healthz follows on the same connection: any byte of
+			// a body after the HEAD's headers would be read as the start
+			// of its answer.
+			if _, err := fmt.Fprintf(conn, "HEAD %s HTTP/1.1\r\nHost: x\r\n%s\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", tt.path, tt.headers); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), tt.ctype) {
+				t.Errorf("HEAD %s: %d %q; want %d %s", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, tt.ctype)
+			}
+			next, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer after the HEAD's (did the HEAD's answer carry a body?): %v", err)
+			}
+			b, _ := io.ReadAll(next.Body)
+			next.Body.Close()
+			if next.StatusCode != 200 || !strings.Contains(string(b), `"ok"`) {
+				t.Errorf("the GET /healthz after the HEAD answered %d %q: the HEAD's answer carried a body", next.StatusCode, b)
+			}
+		})
+	}
+	for _, method := range []string{"POST", "PUT", "DELETE", "OPTIONS"} {
+		for _, path := range []string{"/default/product/influ_test", "/ws/default/product/influ_test", "/healthz"} {
+			req, _ := http.NewRequest(method, "http://"+srv.Addr()+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d, Allow %q; want 405 with Allow: GET, HEAD", method, path, resp.StatusCode, resp.Header.Get("Allow"))
+			}
 		}
 	}
 }
