@@ -49,7 +49,7 @@ func TestSlowloris(t *testing.T) {
 			default:
 			}
 			start := time.Now()
-			resp, err := client.Post(e.url+"/"+testKey, "application/json", strings.NewReader(seedBody))
+			resp, err := client.Post(e.url+"/"+testKey, "application/json", strings.NewReader(exampleBody))
 			if err != nil {
 				failures = append(failures, err.Error())
 				continue

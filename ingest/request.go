@@ -12,8 +12,8 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// Request is one postback as the sender gave it: the fields of the seed
-// document's body, the same as form fields or GET query parameters.
+// Request is one postback as the sender gave it: the fields of a JSON body
+// (docs/edge.md, Fields), the same as form fields or GET query parameters.
 type Request struct {
 	InfluencerID string `json:"influencer_id"`
 	Product      string `json:"product"`

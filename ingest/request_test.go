@@ -14,8 +14,8 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// seedBody is the body of the seed document's curl example.
-const seedBody = `{
+// exampleBody is the postback of the README's Try it, as a brand sends it.
+const exampleBody = `{
 "influencer_id":"influ_test",
 "product":"product",
 "event_type":"reg",
@@ -28,9 +28,9 @@ const seedBody = `{
 "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"
 }`
 
-func TestDecodeSeedExample(t *testing.T) {
+func TestDecodeExample(t *testing.T) {
 	var r Request
-	if err := DecodeJSON([]byte(seedBody), &r); err != nil {
+	if err := DecodeJSON([]byte(exampleBody), &r); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Validate(); err != nil {
@@ -280,7 +280,7 @@ func jsonErr(err error) *FieldError {
 // encoding/json reads, and fails exactly when it fails, with the same field.
 func FuzzDecodeJSONMatchesStd(f *testing.F) {
 	for _, s := range []string{
-		seedBody,
+		exampleBody,
 		`{"influencer_id":"a\u00e9\ud83c\udfae\ud800x","product":"p","extra":{"x":[1,-2.5e3,true,null]},"ip":null}`,
 		`{"INFLUENCER_ID":"a","Product":"p","product":"q"}`,
 		`{"influencer_id":5,"product":"p"}`,
@@ -312,7 +312,7 @@ func FuzzDecodeJSONMatchesStd(f *testing.F) {
 // FuzzDecoders feeds the JSON and form decoders arbitrary bytes: they must
 // never panic, and whatever Validate accepts must hold its invariants.
 func FuzzDecoders(f *testing.F) {
-	f.Add([]byte(seedBody))
+	f.Add([]byte(exampleBody))
 	f.Add([]byte(`influencer_id=influ_test&product=product&ip=132.244.133.122&country=fr&user_agent=Mozilla%2F5.0`))
 	f.Add([]byte(`{"influencer_id":"\u00e9","product":"p","country":"fr","ip":"::ffff:1.2.3.4"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {

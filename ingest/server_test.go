@@ -34,8 +34,8 @@ const (
 	revokedKey  = "revoked-access-key"
 	slowKey     = "slow-access-key" // customer "slow" with RateLimit 1
 	anyProdKey  = "anyproduct-key"  // customer "open" without products
-	testSeedIP  = "132.244.133.122"
-	testSeedUA  = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"
+	testIP      = "132.244.133.122"
+	testUA      = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"
 	testPartits = 6
 )
 
@@ -164,10 +164,10 @@ func TestStatuses(t *testing.T) {
 		code                            int
 		field                           string
 	}{
-		{"seed JSON", "POST", "/" + testKey, "application/json", seedBody, 202, ""},
-		{"JSON as text/plain", "POST", "/" + testKey, "text/plain", seedBody, 202, ""},
-		{"JSON as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", seedBody, 202, ""},
-		{"JSON without Content-Type", "POST", "/" + testKey, "", seedBody, 202, ""},
+		{"example JSON", "POST", "/" + testKey, "application/json", exampleBody, 202, ""},
+		{"JSON as text/plain", "POST", "/" + testKey, "text/plain", exampleBody, 202, ""},
+		{"JSON as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", exampleBody, 202, ""},
+		{"JSON without Content-Type", "POST", "/" + testKey, "", exampleBody, 202, ""},
 		{"form", "POST", "/" + testKey, "application/x-www-form-urlencoded", form, 202, ""},
 		{"GET with URL macros", "GET", "/" + testKey + "?influencer_id=influ_get&product=product&event_type=sale&ip=10.1.2.3&user_agent=UA", "", "", 202, ""},
 		{"unknown product", "POST", "/" + testKey, "", `{"influencer_id":"a","product":"nope"}`, 400, "product"},
@@ -187,16 +187,16 @@ func TestStatuses(t *testing.T) {
 		{"not JSON", "POST", "/" + testKey, "", `influencer_id: a`, 400, "body"},
 		{"number", "POST", "/" + testKey, "", `{"influencer_id":5,"product":"product"}`, 400, "influencer_id"},
 		{"multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", "--x--", 415, "content-type"},
-		{"JSON labelled multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", seedBody, 415, "content-type"},
+		{"JSON labelled multipart", "POST", "/" + testKey, "multipart/form-data; boundary=x", exampleBody, 415, "content-type"},
 		{"form labelled text/plain is read as JSON", "POST", "/" + testKey, "text/plain", form, 400, "body"},
-		{"unknown key", "POST", "/unknown-access-key", "", seedBody, 401, "access_key"},
-		{"revoked key", "POST", "/" + revokedKey, "", seedBody, 401, "access_key"},
+		{"unknown key", "POST", "/unknown-access-key", "", exampleBody, 401, "access_key"},
+		{"revoked key", "POST", "/" + revokedKey, "", exampleBody, 401, "access_key"},
 		{"body over the single limit", "POST", "/" + testKey, "", string(big), 413, "body"},
-		{"no such endpoint", "POST", "/" + testKey + "/x/y", "", seedBody, 404, ""},
-		{"method", "PUT", "/" + testKey, "", seedBody, 405, ""},
+		{"no such endpoint", "POST", "/" + testKey + "/x/y", "", exampleBody, 404, ""},
+		{"method", "PUT", "/" + testKey, "", exampleBody, 405, ""},
 		{"method on batch", "GET", "/" + testKey + "/batch", "", "", 405, ""},
-		{"JSON array to the single endpoint", "POST", "/" + testKey, "application/json", "[" + seedBody + "]", 400, "body"},
-		{"JSON array as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", " [" + seedBody + "]", 400, "body"},
+		{"JSON array to the single endpoint", "POST", "/" + testKey, "application/json", "[" + exampleBody + "]", 400, "body"},
+		{"JSON array as a form (curl -d)", "POST", "/" + testKey, "application/x-www-form-urlencoded", " [" + exampleBody + "]", 400, "body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,7 +271,7 @@ func TestStatuses(t *testing.T) {
 		}
 	})
 	t.Run("a JSON array names the batch endpoint", func(t *testing.T) {
-		a := do(t, "POST", e.url+"/"+testKey, "", []byte("["+seedBody+"]"))
+		a := do(t, "POST", e.url+"/"+testKey, "", []byte("["+exampleBody+"]"))
 		if msg, _ := a.json(t)["error"].(string); !strings.Contains(msg, "/{access_key}/batch") {
 			t.Errorf("message %q does not name /{access_key}/batch", msg)
 		}
@@ -290,10 +290,10 @@ func TestStatuses(t *testing.T) {
 		var unknown, revoked []time.Duration
 		for i := range rounds {
 			start := time.Now()
-			a := do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
+			a := do(t, "POST", e.url+"/unknown-access-key", "", []byte(exampleBody))
 			unknown = append(unknown, time.Since(start))
 			start = time.Now()
-			b := do(t, "POST", e.url+"/"+revokedKey, "", []byte(seedBody))
+			b := do(t, "POST", e.url+"/"+revokedKey, "", []byte(exampleBody))
 			revoked = append(revoked, time.Since(start))
 			delete(a.header, "Date")
 			delete(b.header, "Date")
@@ -394,18 +394,18 @@ func TestBatch(t *testing.T) {
 	}
 }
 
-// TestRecordInTopic posts the seed example and reads the record back: key,
+// TestRecordInTopic posts the example postback and reads the record back: key,
 // partition (sarama-compatible), fields, fingerprint, no IP anywhere, and
 // conformance to schemas/postback.v1.schema.json.
 func TestRecordInTopic(t *testing.T) {
 	e := startEdge(t, nil)
 	before := time.Now().UTC()
-	a := do(t, "POST", e.url+"/"+testKey, "application/json", []byte(seedBody))
+	a := do(t, "POST", e.url+"/"+testKey, "application/json", []byte(exampleBody))
 	if a.code != 202 {
 		t.Fatalf("status %d %s", a.code, a.body)
 	}
 	id := a.json(t)["id"].(string)
-	get := do(t, "GET", e.url+"/"+testKey+"?influencer_id=influ_test&product=product&ip="+testSeedIP+"&user_agent="+url.QueryEscape(testSeedUA)+"&event_id=tx%2042", "", nil)
+	get := do(t, "GET", e.url+"/"+testKey+"?influencer_id=influ_test&product=product&ip="+testIP+"&user_agent="+url.QueryEscape(testUA)+"&event_id=tx%2042", "", nil)
 	if get.code != 202 {
 		t.Fatalf("GET status %d %s", get.code, get.body)
 	}
@@ -422,7 +422,7 @@ func TestRecordInTopic(t *testing.T) {
 	var first, second schemas.Postback
 	var firstKey string
 	for _, r := range recs {
-		for _, ip := range []string{testSeedIP, "2001:db8::7", "132.244", hex.EncodeToString([]byte(testSeedIP))} {
+		for _, ip := range []string{testIP, "2001:db8::7", "132.244", hex.EncodeToString([]byte(testIP))} {
 			if bytes.Contains(r.Value, []byte(ip)) || bytes.Contains(r.Key, []byte(ip)) {
 				t.Errorf("the topic holds the IP %q: %s", ip, r.Value)
 			}
@@ -463,11 +463,11 @@ func TestRecordInTopic(t *testing.T) {
 	if first.ID == "" || second.ID == "" {
 		t.Fatalf("records with the answered ids not found")
 	}
-	// Keyed by the first claim (the visitor's, the seed example has ip and
+	// Keyed by the first claim (the visitor's, the example has ip and
 	// user_agent and anti-cheat is on), so the claims processor reads it
 	// where it lands.
 	if schemas.ClaimOfKey(firstKey) != schemas.ClaimVisitor {
-		t.Errorf("key %q of the seed postback is not its visitor claim", firstKey)
+		t.Errorf("key %q of the example postback is not its visitor claim", firstKey)
 	}
 	want := schemas.Attrs{
 		InfluencerID: "influ_test", Product: "product", EventType: "reg", EventName: "registration",
@@ -492,7 +492,7 @@ func TestRecordInTopic(t *testing.T) {
 		t.Errorf("GET record %+v", second)
 	}
 	salt, ok := e.salts.get(first.Day)
-	if !ok || Fingerprint(salt, "default", testSeedIP, testSeedUA) != first.Visitor {
+	if !ok || Fingerprint(salt, "default", testIP, testUA) != first.Visitor {
 		t.Errorf("the visitor is not HMAC(salt of %s, customer|ip|user_agent)", first.Day)
 	}
 }
@@ -519,12 +519,12 @@ func compileSchema(t *testing.T, name string) *jsonschema.Schema {
 	return s
 }
 
-// TestRequestSchema checks the API body schema against the seed example and
+// TestRequestSchema checks the API body schema against the example postback and
 // the edge's own validation of a few bodies.
 func TestRequestSchema(t *testing.T) {
 	s := compileSchema(t, schemas.PostbackRequestSchema)
 	for body, valid := range map[string]bool{
-		seedBody:          true,
+		exampleBody:       true,
 		`{"product":"p"}`: false,
 		`{"influencer_id":"a","product":"p","country":"FRA"}`: false,
 		`{"influencer_id":"a","product":"p","extra":1}`:       true,
@@ -556,7 +556,7 @@ func TestBrokerDown(t *testing.T) {
 		c.ProduceTimeout = time.Second
 		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	if a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody)); a.code != 202 {
+	if a := do(t, "POST", e.url+"/"+testKey, "", []byte(exampleBody)); a.code != 202 {
 		t.Fatalf("before the outage: %d %s", a.code, a.body)
 	}
 	addr := b.Addr()
@@ -566,10 +566,10 @@ func TestBrokerDown(t *testing.T) {
 	var slowest time.Duration
 	for i := range 3 {
 		for _, path := range []string{"/" + testKey, "/" + testKey + "/batch", "/" + testKey + "?influencer_id=g&product=product"} {
-			body, method := seedBody, "POST"
+			body, method := exampleBody, "POST"
 			switch {
 			case strings.HasSuffix(path, "batch"):
-				body = "[" + seedBody + "," + seedBody + "]"
+				body = "[" + exampleBody + "," + exampleBody + "]"
 			case strings.Contains(path, "?"):
 				body, method = "", "GET"
 			}
@@ -610,7 +610,7 @@ func TestBrokerDown(t *testing.T) {
 	back := time.Now()
 	var during []int
 	kafkatest.Eventually(t, 30*time.Second, "a 202 after the broker came back", func() bool {
-		a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
+		a := do(t, "POST", e.url+"/"+testKey, "", []byte(exampleBody))
 		during = append(during, a.code)
 		if a.code != 202 && a.code != 503 {
 			t.Fatalf("answer %d %s while recovering, want 202 or 503", a.code, a.body)
@@ -619,7 +619,7 @@ func TestBrokerDown(t *testing.T) {
 	})
 	t.Logf("recovered %v after the broker came back (%d requests)", time.Since(back).Round(time.Millisecond), len(during))
 	for i := range 5 {
-		if a := do(t, "POST", e.url+"/"+testKey+"/batch", "", []byte("["+seedBody+"]")); a.code != 202 {
+		if a := do(t, "POST", e.url+"/"+testKey+"/batch", "", []byte("["+exampleBody+"]")); a.code != 202 {
 			t.Errorf("batch %d after recovery: %d %s", i, a.code, a.body)
 		}
 	}
@@ -631,7 +631,7 @@ func TestBrokerDown(t *testing.T) {
 	if !strings.Contains(out, "answering 503") {
 		t.Errorf("the outage was not logged:\n%s", out)
 	}
-	if strings.Contains(out, testKey) || strings.Contains(out, testSeedIP) {
+	if strings.Contains(out, testKey) || strings.Contains(out, testIP) {
 		t.Errorf("the log holds an access key or an IP:\n%s", out)
 	}
 }
@@ -659,8 +659,8 @@ func TestHealthAndMetrics(t *testing.T) {
 	if a := do(t, "GET", e.url+"/healthz", "", nil); a.code != 200 {
 		t.Fatalf("/healthz %d", a.code)
 	}
-	do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
-	do(t, "POST", e.url+"/unknown-access-key", "", []byte(seedBody))
+	do(t, "POST", e.url+"/"+testKey, "", []byte(exampleBody))
+	do(t, "POST", e.url+"/unknown-access-key", "", []byte(exampleBody))
 	a := do(t, "GET", e.url+"/metrics", "", nil)
 	for _, want := range []string{
 		`streamtools_ingest_requests_total{code="202",endpoint="post"} 1`,
@@ -701,13 +701,13 @@ func TestRevokeTakesEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	kafkatest.Eventually(t, 10*time.Second, "the new key accepted", func() bool {
-		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(seedBody)).code == 202
+		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(exampleBody)).code == 202
 	})
 	if err := tenant.RevokeKey(ctx, cl, e.names, rec); err != nil {
 		t.Fatal(err)
 	}
 	kafkatest.Eventually(t, 10*time.Second, "the revoked key refused", func() bool {
-		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(seedBody)).code == 401
+		return do(t, "POST", e.url+"/soon-revoked-key", "", []byte(exampleBody)).code == 401
 	})
 }
 
@@ -785,8 +785,8 @@ func TestHeadIsNotAPostback(t *testing.T) {
 	query := "/" + testKey + "?influencer_id=influ_head&product=product"
 	for _, tt := range []struct{ name, req, allow string }{
 		{"query", "HEAD " + query + " HTTP/1.1\r\nHost: x\r\n\r\n", "GET, POST"},
-		{"JSON body", fmt.Sprintf("HEAD /%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", testKey, len(seedBody), seedBody), "GET, POST"},
-		{"batch", fmt.Sprintf("HEAD /%s/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[%s]", testKey, len(seedBody)+2, seedBody), "POST"},
+		{"JSON body", fmt.Sprintf("HEAD /%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", testKey, len(exampleBody), exampleBody), "GET, POST"},
+		{"batch", fmt.Sprintf("HEAD /%s/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n[%s]", testKey, len(exampleBody)+2, exampleBody), "POST"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", e.Addr())
@@ -824,7 +824,7 @@ func TestHeadIsNotAPostback(t *testing.T) {
 		})
 	}
 	// A POST after the HEADs: the topic then holds it and nothing else.
-	a := do(t, "POST", e.url+"/"+testKey, "", []byte(seedBody))
+	a := do(t, "POST", e.url+"/"+testKey, "", []byte(exampleBody))
 	if a.code != 202 {
 		t.Fatalf("POST: %d %s", a.code, a.body)
 	}
