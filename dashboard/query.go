@@ -395,7 +395,7 @@ func (s *Server) WidgetURL(customer, product, influencer, campaign string) strin
 	return u
 }
 
-// WidgetPublicURL is the widget's host form of the product document:
+// WidgetPublicURL is the widget's public host form:
 // https://{product}-widget-{customer}.{domain}/{influencer}[/{campaign}].
 func (s *Server) WidgetPublicURL(customer, product, influencer, campaign string) string {
 	u := "https://" + product + "-widget-" + customer + "." + s.cfg.WidgetDomain + "/" + url.PathEscape(influencer)

@@ -21,5 +21,5 @@
 // Widget settings (title, counted event types, goal) come from the
 // customer's product in the tenant registry; URL parameters override them
 // (see Settings). widgetd does not authenticate viewers: a widget URL is
-// public by design, like the seed document's.
+// public by design (streamers paste it into OBS).
 package widgetd

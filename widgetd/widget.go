@@ -39,7 +39,7 @@ func (w Widget) wsPath() string {
 	return p
 }
 
-// ParseHost splits a widget host of the seed's form
+// ParseHost splits a widget host of the public form
 // <product>-widget-<customer_code>.<domain> (port ignored, case
 // insensitive). Customer codes may contain '-', so the host is split at the
 // first "-widget-"; a product code that contains "-widget-" cannot use the

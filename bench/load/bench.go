@@ -265,7 +265,7 @@ func waitReady(ctx context.Context, s *ingest.Server) error {
 	return nil
 }
 
-// Bodies returns the seed example's body for n influencer ids.
+// Bodies returns the README's example postback body for n influencer ids.
 func Bodies(n int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
