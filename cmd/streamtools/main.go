@@ -6,8 +6,9 @@
 // main only parses options, wires components together and handles signals;
 // the components live in their own packages and expose Run(ctx). main.go
 // lists every command (newApp) and every part of dev (devParts); each
-// command's flags sit beside it in its own file, and preamble.go is what
-// every component command starts with.
+// command's flags sit beside it in its own file, preamble.go is what every
+// component command starts with, and usage.go what every command does with
+// a wrong command line.
 package main
 
 import (
@@ -16,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
@@ -36,7 +36,7 @@ func main() {
 // urfave/cli keeps state in them (parents, help commands, parsed values):
 // tests run several apps in one process, some at the same time.
 func newApp() *cli.Command {
-	return &cli.Command{
+	app := &cli.Command{
 		Name:  "streamtools",
 		Usage: "turn brands' postbacks into live counts for streamers' widgets, a dashboard and Postgres",
 		Description: "Every flag can also be set with the environment variable shown beside it.\n" +
@@ -59,20 +59,9 @@ func newApp() *cli.Command {
 			benchCommand(),
 		},
 		EnableShellCompletion: true,
-		// Without it, an unknown command printed "No help topic for ..."
-		// and nothing else.
-		Action: func(ctx context.Context, cmd *cli.Command) error {
-			if cmd.Args().Len() == 0 {
-				return cli.ShowAppHelp(cmd)
-			}
-			var names []string
-			for _, c := range cmd.VisibleCommands() {
-				names = append(names, c.Name)
-			}
-			return fmt.Errorf("unknown command %q; the commands are %s (streamtools --help says what each does)",
-				cmd.Args().First(), strings.Join(names, ", "))
-		},
 	}
+	applyUsageRules(app)
+	return app
 }
 
 // devParts are what `streamtools dev` runs, in start order. They stop
