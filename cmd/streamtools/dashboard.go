@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,10 +24,6 @@ import (
 
 // demoLogin is the dashboard login dev seeds for the demo customer.
 const demoLogin = "demo"
-
-// devDatabaseURLFile is where `streamtools dev` writes its database URL
-// while it runs, for `dashboard users` to find.
-const devDatabaseURLFile = "database-url"
 
 // usersDB are the database flags of the users commands: --database-url,
 // or else the database of dev (see usersDatabaseURL).
@@ -179,8 +176,8 @@ func devDashboardFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "dashboard-listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
 			Usage: "host:port of the dashboard"},
-		&cli.StringFlag{Name: "dashboard-widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
-			Usage: "widgetd's base URL as the dashboard links it"},
+		&cli.StringFlag{Name: "dashboard-widget-base-url", Sources: env("widget-base-url"),
+			Usage: "widgetd's base URL as the dashboard links it (default: http:// and the address of --widgetd-listen)"},
 	}
 }
 
@@ -311,21 +308,21 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	return p.run(ctx, cmd, func(ctx context.Context) error { return runWithProducts(ctx, srv, products) }, nil)
+	return p.run(ctx, cmd, func(ctx context.Context) error { return runWithProducts(ctx, srv.Run, products) }, nil)
 }
 
-// runWithProducts serves the dashboard and, when set, tails the products
-// for it, until ctx is done.
-func runWithProducts(ctx context.Context, srv *dashboard.Server, products *productTail) error {
+// runWithProducts runs serve (the dashboard's) and, when set, tails the
+// products for it, until ctx is done.
+func runWithProducts(ctx context.Context, serve func(context.Context) error, products *productTail) error {
 	if products == nil {
-		return srv.Run(ctx)
+		return serve(ctx)
 	}
 	tctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { products.Run(tctx) })
 	defer wg.Wait()
 	defer stop()
-	return srv.Run(ctx)
+	return serve(ctx)
 }
 
 // startDevDashboard runs the dashboard in dev, with a login for the demo
@@ -342,6 +339,23 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		env.Banner = append(env.Banner, "dashboard  off: it needs Postgres (see the postgres line)")
 		return nil, nil
 	}
+	// Listen first: a busy address is the likeliest failure, and says
+	// which flag to change.
+	addr := env.Cmd.String("dashboard-listen")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, devListenError("--dashboard-listen", "address", addr, err)
+	}
+	run, err := prepareDevDashboard(ctx, env, ln, urlFile)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return run, nil
+}
+
+// prepareDevDashboard is startDevDashboard once it listens on ln.
+func prepareDevDashboard(ctx context.Context, env *devEnv, ln net.Listener, urlFile string) (func(context.Context) error, error) {
 	if _, err := sinks.Migrate(ctx, env.DatabaseURL, env.Log); err != nil {
 		return nil, err
 	}
@@ -354,10 +368,16 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		pool.Close()
 		return nil, err
 	}
-	addr := env.Cmd.String("dashboard-listen")
+	widgetBase := env.Cmd.String("dashboard-widget-base-url")
+	if !env.Cmd.IsSet("dashboard-widget-base-url") {
+		widgetBase = env.WidgetdURL
+		if widgetBase == "" { // no widgetd part before this one
+			widgetBase = "http://" + browsable(env.Cmd.String("widgetd-listen"))
+		}
+	}
 	log := env.Log.With("component", "dashboard")
 	products := &productTail{brokers: env.Brokers, names: env.Names, log: log}
-	srv, err := dashboard.New(dashboard.Config{Addr: addr, WidgetBaseURL: env.Cmd.String("dashboard-widget-base-url"),
+	srv, err := dashboard.New(dashboard.Config{Addr: ln.Addr().String(), WidgetBaseURL: widgetBase,
 		Products: products.Products, Log: log}, pool)
 	if err != nil {
 		pool.Close()
@@ -369,12 +389,12 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		pool.Close()
 		return nil, fmt.Errorf("writing the database URL for `dashboard users`: %w", err)
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create)",
-		dashboard.LoginURL(addr, demoLogin), demoLogin, password, demoCustomer))
+	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create --customer %s --login you@example.com%s)",
+		dashboard.LoginURL(browsable(ln.Addr().String()), demoLogin), demoLogin, password, demoCustomer, demoCustomer, dataDirArg(env.DataDir)))
 	return func(ctx context.Context) error {
 		defer pool.Close()
 		defer os.Remove(urlFile) // the database stops with dev
-		return runWithProducts(ctx, srv, products)
+		return runWithProducts(ctx, func(ctx context.Context) error { return srv.Serve(ctx, ln) }, products)
 	}, nil
 }
 

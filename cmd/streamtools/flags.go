@@ -23,8 +23,14 @@ func env(flag string) cli.ValueSourceChain {
 // parsed, so every newApp builds its own (tests run several apps in one
 // process, some at once).
 
+// Defaults of flags that more than one flag definition shares.
+const (
+	defaultBrokers = "127.0.0.1:9092"
+	defaultDataDir = ".streamtools"
+)
+
 func flagBrokers() cli.Flag {
-	return &cli.StringFlag{Name: "brokers", Value: "127.0.0.1:9092", Sources: env("brokers"),
+	return &cli.StringFlag{Name: "brokers", Value: defaultBrokers, Sources: env("brokers"),
 		Usage: "Kafka bootstrap brokers, comma separated"}
 }
 
@@ -44,7 +50,7 @@ func flagPartitions() cli.Flag {
 }
 
 func flagDataDir() cli.Flag {
-	return &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+	return &cli.StringFlag{Name: "data-dir", Value: defaultDataDir, Sources: env("data-dir"),
 		Usage: "where the embedded broker (and dev's Postgres) keep their data across restarts"}
 }
 
