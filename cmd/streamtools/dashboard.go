@@ -28,8 +28,8 @@ const demoLogin = "demo"
 // usersDB are the database flags of the users commands: --database-url,
 // or else the database of dev (see usersDatabaseURL).
 func usersDB() []cli.Flag {
-	return []cli.Flag{flagDatabaseURL(), &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
-		Usage: "data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there"}}
+	return []cli.Flag{flagDatabaseURL(),
+		flagDevDataDir("data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there")}
 }
 
 func dashboardCommand() *cli.Command {
@@ -66,16 +66,19 @@ func dashboardCommand() *cli.Command {
 					Usage: "create a login for an existing customer; prints a generated password once",
 					Description: "The customer must exist (streamtools customers set): it is looked up on --brokers.\n" +
 						"The database is --database-url, else STREAMTOOLS_DATABASE_URL, else that of the\n" +
-						"`streamtools dev` running with --data-dir.",
-					Flags: append(append([]cli.Flag{
+						"`streamtools dev` running with --data-dir; the brokers likewise --brokers, else\n" +
+						"STREAMTOOLS_BROKERS, else that dev's, else 127.0.0.1:9092.",
+					Flags: []cli.Flag{
 						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, usersDB()...), tenantFlags()...),
+						flagDatabaseURL(), flagOperatorBrokers(), flagTopicPrefix(),
+						flagDevDataDir("data directory of streamtools dev: without --database-url or --brokers (or their variables), the database and the broker of the dev running there"),
+					},
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						// Like `keys create`: a login of a customer that does
 						// not exist would see nothing, and hide the typo.
-						ts, err := openTenants(ctx, cmd)
+						ts, err := openTenants(ctx, cmd, readOnly)
 						if err != nil {
 							return err
 						}
@@ -92,13 +95,15 @@ func dashboardCommand() *cli.Command {
 							u, err := dashboard.CreateUser(ctx, pool, cmd.String("customer"), cmd.String("login"), pw)
 							if err != nil {
 								if errors.Is(err, dashboard.ErrUserExists) {
-									return fmt.Errorf("%w (use `dashboard users reset-password`)", err)
+									return fmt.Errorf("%w (use `streamtools dashboard users reset-password --login %s%s`)",
+										err, shellQuote(cmd.String("login")), dataDirArg(cmd.String("data-dir")))
 								}
 								return err
 							}
 							fmt.Fprintf(cmd.Root().Writer, "created login %s for customer %s\n", u.Login, u.CustomerCode)
 							if generated {
-								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `streamtools dashboard users reset-password --login %s%s` makes a new one)\n",
+									pw, shellQuote(u.Login), dataDirArg(cmd.String("data-dir")))
 							}
 							return nil
 						})

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,13 +42,14 @@ func TestDashboardUsersHelp(t *testing.T) {
 }
 
 // TestDevDashboard: with `streamtools dev` running, `dashboard users`
-// needs no --database-url (it reads the URL dev wrote in its data
+// needs no --database-url nor --brokers (it reads what dev wrote in its data
 // directory), STREAMTOOLS_DATABASE_URL wins over that and --database-url
-// over both, and a customer that does not exist is refused; the dashboard
-// knows the products' widget settings from the customers topic, and links
-// widgets to widgetd where dev runs it. Every command runs as its own
-// process, as a user runs them (and as flags read their environment
-// variables once per process).
+// over both, a customer that does not exist is refused, and the commands
+// that dev and `users create` print work as typed; the dashboard knows the
+// products' widget settings from the customers topic, and links widgets to
+// widgetd where dev runs it. Every command runs as its own process, as a
+// user runs them (and as flags read their environment variables once per
+// process).
 func TestDevDashboard(t *testing.T) {
 	dataDir := t.TempDir()
 	// As root, dev runs Postgres as the postgres user, who must be able to
@@ -137,11 +139,22 @@ func TestDevDashboard(t *testing.T) {
 	// users runs `streamtools dashboard users args... --data-dir dataDir`.
 	users := func(dbEnv string, args ...string) (string, error) {
 		t.Helper()
-		args = append(append([]string{"dashboard", "users"}, args...), "--data-dir", dataDir)
-		if args[2] == "create" {
-			args = append(args, "--brokers", brokers)
+		return streamtools(dbEnv, append(append([]string{"dashboard", "users"}, args...), "--data-dir", dataDir)...)
+	}
+	// typed runs a command that streamtools printed for the user to run.
+	typed := func(command string) (string, error) {
+		t.Helper()
+		words := strings.Fields(command)
+		if len(words) < 2 || words[0] != "streamtools" || strings.ContainsAny(command, `'"$\`) {
+			t.Fatalf("%q is no streamtools command this test can run", command)
 		}
-		return streamtools(dbEnv, args...)
+		return streamtools("", words[1:]...)
+	}
+
+	// The customers topic is on dev's broker, which the operator commands
+	// find through --data-dir.
+	if list, err := streamtools("", "customers", "list", "--data-dir", dataDir); err != nil || !strings.Contains(list, "Demo brand") {
+		t.Errorf("customers list --data-dir, without --brokers: %v\n%s", err, list)
 	}
 	if _, err := users("", "create", "--customer", "acme", "--login", "x@acme.example"); err == nil ||
 		!strings.Contains(err.Error(), `--customer "acme" does not exist`) || !strings.Contains(err.Error(), "customers set --code acme") {
@@ -150,6 +163,25 @@ func TestDevDashboard(t *testing.T) {
 	out, err := users("", "create", "--customer", "default", "--login", "marketing@demo.example")
 	if err != nil || !strings.Contains(out, "created login marketing@demo.example for customer default") || !strings.Contains(out, "password: ") {
 		t.Fatalf("users create in dev, without --database-url: %v\n%s", err, out)
+	}
+	reset := regexp.MustCompile("`(streamtools dashboard users reset-password [^`]*)` makes a new one").FindStringSubmatch(out)
+	if reset == nil {
+		t.Fatalf("users create does not say, as a streamtools command, how to make a new password:\n%s", out)
+	}
+	if out, err := typed(reset[1]); err != nil || !strings.Contains(out, "password of marketing@demo.example changed") {
+		t.Errorf("%s, as printed: %v\n%s", reset[1], err, out)
+	}
+	_, err = users("", "create", "--customer", "default", "--login", "marketing@demo.example")
+	if err == nil || !strings.Contains(err.Error(), "(use `"+reset[1]+"`)") {
+		t.Errorf("a login that exists: err = %v, want one that says to use %s", err, reset[1])
+	}
+	// dev's banner says how to make more logins.
+	more := regexp.MustCompile(`more logins: (streamtools dashboard users create [^)]*)\)`).FindStringSubmatch(devOut.String())
+	if more == nil {
+		t.Fatalf("dev's banner does not say how to make more logins:\n%s", devOut)
+	}
+	if out, err := typed(more[1]); err != nil || !strings.Contains(out, "created login you@example.com for customer default") {
+		t.Errorf("%s, as the banner prints it: %v\n%s", more[1], err, out)
 	}
 
 	// The variable wins over dev's file, and the flag over the variable.
