@@ -14,13 +14,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,14 +41,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "bad", envChildArgs, err)
 			os.Exit(2)
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := newApp().Run(ctx, append([]string{"streamtools"}, args...))
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "streamtools:", err)
-			os.Exit(1)
+		parts := devParts()
+		if name := os.Getenv(envChildHang); name != "" {
+			parts = hangOnStop(parts, name)
 		}
-		os.Exit(0)
+		os.Exit(runMain(newAppWith(parts), append([]string{"streamtools"}, args...), os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,15 +25,11 @@ import (
 // demoLogin is the dashboard login dev seeds for the demo customer.
 const demoLogin = "demo"
 
-// devDatabaseURLFile is where `streamtools dev` writes its database URL
-// while it runs, for `dashboard users` to find.
-const devDatabaseURLFile = "database-url"
-
 // usersDB are the database flags of the users commands: --database-url,
 // or else the database of dev (see usersDatabaseURL).
 func usersDB() []cli.Flag {
-	return []cli.Flag{flagDatabaseURL(), &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
-		Usage: "data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there"}}
+	return []cli.Flag{flagDatabaseURL(),
+		flagDevDataDir("data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there")}
 }
 
 func dashboardCommand() *cli.Command {
@@ -69,16 +66,19 @@ func dashboardCommand() *cli.Command {
 					Usage: "create a login for an existing customer; prints a generated password once",
 					Description: "The customer must exist (streamtools customers set): it is looked up on --brokers.\n" +
 						"The database is --database-url, else STREAMTOOLS_DATABASE_URL, else that of the\n" +
-						"`streamtools dev` running with --data-dir.",
-					Flags: append(append([]cli.Flag{
+						"`streamtools dev` running with --data-dir; the brokers likewise --brokers, else\n" +
+						"STREAMTOOLS_BROKERS, else that dev's, else 127.0.0.1:9092.",
+					Flags: []cli.Flag{
 						&cli.StringFlag{Name: "customer", Required: true, Usage: "customer (brand) code whose data the login sees"},
 						&cli.StringFlag{Name: "login", Required: true, Usage: "login name, e.g. an e-mail address (unique across customers)"},
 						&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from the first line of stdin instead of generating one"},
-					}, usersDB()...), tenantFlags()...),
+						flagDatabaseURL(), flagOperatorBrokers(), flagTopicPrefix(),
+						flagDevDataDir("data directory of streamtools dev: without --database-url or --brokers (or their variables), the database and the broker of the dev running there"),
+					},
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						// Like `keys create`: a login of a customer that does
 						// not exist would see nothing, and hide the typo.
-						ts, err := openTenants(ctx, cmd)
+						ts, err := openTenants(ctx, cmd, readOnly)
 						if err != nil {
 							return err
 						}
@@ -95,13 +95,15 @@ func dashboardCommand() *cli.Command {
 							u, err := dashboard.CreateUser(ctx, pool, cmd.String("customer"), cmd.String("login"), pw)
 							if err != nil {
 								if errors.Is(err, dashboard.ErrUserExists) {
-									return fmt.Errorf("%w (use `dashboard users reset-password`)", err)
+									return fmt.Errorf("%w (use `streamtools dashboard users reset-password --login %s%s`)",
+										err, shellQuote(cmd.String("login")), dataDirArg(cmd.String("data-dir")))
 								}
 								return err
 							}
 							fmt.Fprintf(cmd.Root().Writer, "created login %s for customer %s\n", u.Login, u.CustomerCode)
 							if generated {
-								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `dashboard users reset-password --login %s` makes a new one)\n", pw, u.Login)
+								fmt.Fprintf(cmd.Root().Writer, "password: %s\n(shown once; `streamtools dashboard users reset-password --login %s%s` makes a new one)\n",
+									pw, shellQuote(u.Login), dataDirArg(cmd.String("data-dir")))
 							}
 							return nil
 						})
@@ -179,8 +181,8 @@ func devDashboardFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "dashboard-listen", Value: "127.0.0.1:8082", Sources: env("dashboard-listen"),
 			Usage: "host:port of the dashboard"},
-		&cli.StringFlag{Name: "dashboard-widget-base-url", Value: "http://127.0.0.1:8081", Sources: env("widget-base-url"),
-			Usage: "widgetd's base URL as the dashboard links it"},
+		&cli.StringFlag{Name: "dashboard-widget-base-url", Sources: env("widget-base-url"),
+			Usage: "widgetd's base URL as the dashboard links it (default: http:// and the address of --widgetd-listen)"},
 	}
 }
 
@@ -311,21 +313,21 @@ func runDashboard(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	return p.run(ctx, cmd, func(ctx context.Context) error { return runWithProducts(ctx, srv, products) }, nil)
+	return p.run(ctx, cmd, func(ctx context.Context) error { return runWithProducts(ctx, srv.Run, products) }, nil)
 }
 
-// runWithProducts serves the dashboard and, when set, tails the products
-// for it, until ctx is done.
-func runWithProducts(ctx context.Context, srv *dashboard.Server, products *productTail) error {
+// runWithProducts runs serve (the dashboard's) and, when set, tails the
+// products for it, until ctx is done.
+func runWithProducts(ctx context.Context, serve func(context.Context) error, products *productTail) error {
 	if products == nil {
-		return srv.Run(ctx)
+		return serve(ctx)
 	}
 	tctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { products.Run(tctx) })
 	defer wg.Wait()
 	defer stop()
-	return srv.Run(ctx)
+	return serve(ctx)
 }
 
 // startDevDashboard runs the dashboard in dev, with a login for the demo
@@ -342,6 +344,23 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		env.Banner = append(env.Banner, "dashboard  off: it needs Postgres (see the postgres line)")
 		return nil, nil
 	}
+	// Listen first: a busy address is the likeliest failure, and says
+	// which flag to change.
+	addr := env.Cmd.String("dashboard-listen")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, devListenError("--dashboard-listen", "address", addr, err)
+	}
+	run, err := prepareDevDashboard(ctx, env, ln, urlFile)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return run, nil
+}
+
+// prepareDevDashboard is startDevDashboard once it listens on ln.
+func prepareDevDashboard(ctx context.Context, env *devEnv, ln net.Listener, urlFile string) (func(context.Context) error, error) {
 	if _, err := sinks.Migrate(ctx, env.DatabaseURL, env.Log); err != nil {
 		return nil, err
 	}
@@ -354,10 +373,16 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		pool.Close()
 		return nil, err
 	}
-	addr := env.Cmd.String("dashboard-listen")
+	widgetBase := env.Cmd.String("dashboard-widget-base-url")
+	if !env.Cmd.IsSet("dashboard-widget-base-url") {
+		widgetBase = env.WidgetdURL
+		if widgetBase == "" { // no widgetd part before this one
+			widgetBase = "http://" + browsable(env.Cmd.String("widgetd-listen"))
+		}
+	}
 	log := env.Log.With("component", "dashboard")
 	products := &productTail{brokers: env.Brokers, names: env.Names, log: log}
-	srv, err := dashboard.New(dashboard.Config{Addr: addr, WidgetBaseURL: env.Cmd.String("dashboard-widget-base-url"),
+	srv, err := dashboard.New(dashboard.Config{Addr: ln.Addr().String(), WidgetBaseURL: widgetBase,
 		Products: products.Products, Log: log}, pool)
 	if err != nil {
 		pool.Close()
@@ -369,12 +394,12 @@ func startDevDashboard(ctx context.Context, env *devEnv) (func(context.Context) 
 		pool.Close()
 		return nil, fmt.Errorf("writing the database URL for `dashboard users`: %w", err)
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create)",
-		dashboard.LoginURL(addr, demoLogin), demoLogin, password, demoCustomer))
+	env.Banner = append(env.Banner, fmt.Sprintf("dashboard  %s  (login %s, password %s; customer %s; more logins: streamtools dashboard users create --customer %s --login you@example.com%s)",
+		dashboard.LoginURL(browsable(ln.Addr().String()), demoLogin), demoLogin, password, demoCustomer, demoCustomer, dataDirArg(env.DataDir)))
 	return func(ctx context.Context) error {
 		defer pool.Close()
 		defer os.Remove(urlFile) // the database stops with dev
-		return runWithProducts(ctx, srv, products)
+		return runWithProducts(ctx, func(ctx context.Context) error { return srv.Serve(ctx, ln) }, products)
 	}, nil
 }
 

@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,12 +42,14 @@ func TestDashboardUsersHelp(t *testing.T) {
 }
 
 // TestDevDashboard: with `streamtools dev` running, `dashboard users`
-// needs no --database-url (it reads the URL dev wrote in its data
+// needs no --database-url nor --brokers (it reads what dev wrote in its data
 // directory), STREAMTOOLS_DATABASE_URL wins over that and --database-url
-// over both, and a customer that does not exist is refused; the dashboard
-// knows the products' widget settings from the customers topic. Every
-// command runs as its own process, as a user runs them (and as flags read
-// their environment variables once per process).
+// over both, a customer that does not exist is refused, and the commands
+// that dev and `users create` print work as typed; the dashboard knows the
+// products' widget settings from the customers topic, and links widgets to
+// widgetd where dev runs it. Every command runs as its own process, as a
+// user runs them (and as flags read their environment variables once per
+// process).
 func TestDevDashboard(t *testing.T) {
 	dataDir := t.TempDir()
 	// As root, dev runs Postgres as the postgres user, who must be able to
@@ -64,6 +66,10 @@ func TestDevDashboard(t *testing.T) {
 	brokers := fmt.Sprintf("127.0.0.1:%d", ports["broker"])
 	devURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/streamtools?sslmode=disable", ports["postgres"])
 	urlFile := filepath.Join(dataDir, "database-url")
+	brokersFile := filepath.Join(dataDir, "brokers")
+	// A STREAMTOOLS_* variable of whoever runs the tests would change what
+	// dev and the commands do.
+	environ := environWithoutPrefix("STREAMTOOLS_")
 
 	dev := exec.Command(os.Args[0], "-test.run=^$")
 	args, _ := json.Marshal([]string{"dev", "--data-dir", dataDir, "--log-level", "warn",
@@ -72,9 +78,9 @@ func TestDevDashboard(t *testing.T) {
 		"--widgetd-listen", fmt.Sprintf("127.0.0.1:%d", ports["widgetd"]),
 		"--dashboard-listen", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"]),
 		"--postgres-port", fmt.Sprint(ports["postgres"])})
-	dev.Env = append(environWithout("STREAMTOOLS_DATABASE_URL"), envChildArgs+"="+string(args))
-	var devOut bytes.Buffer
-	dev.Stdout, dev.Stderr = &devOut, &devOut
+	dev.Env = append(environ, envChildArgs+"="+string(args))
+	devOut := &lockedBuffer{}
+	dev.Stdout, dev.Stderr = devOut, devOut
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,28 +103,28 @@ func TestDevDashboard(t *testing.T) {
 		dev.Process = nil
 	}
 	t.Cleanup(stopDev)
-	kafkatest.Eventually(t, 90*time.Second, "dev to write its database URL", func() bool {
+	kafkatest.Eventually(t, 90*time.Second, "dev to run", func() bool {
 		select {
 		case err := <-devDone:
 			dev.Process = nil
 			t.Fatalf("dev stopped early (%v):\n%s", err, devOut.String())
 		default:
 		}
-		_, err := os.Stat(urlFile)
-		return err == nil
+		return strings.Contains(devOut.String(), "is running (Ctrl-C stops it)")
 	})
-
-	// users runs `streamtools dashboard users args...` in its own process,
-	// with STREAMTOOLS_DATABASE_URL set to dbEnv unless it is empty.
-	users := func(dbEnv string, args ...string) (string, error) {
-		t.Helper()
-		args = append(append([]string{"dashboard", "users"}, args...), "--data-dir", dataDir)
-		if args[2] == "create" {
-			args = append(args, "--brokers", brokers)
+	for file, want := range map[string]string{urlFile: devURL, brokersFile: brokers} {
+		if b, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(b)) != want {
+			t.Errorf("dev's %s holds %q (%v), want %q", file, b, err, want)
 		}
+	}
+
+	// streamtools runs `streamtools args...` in its own process, with
+	// STREAMTOOLS_DATABASE_URL set to dbEnv unless it is empty.
+	streamtools := func(dbEnv string, args ...string) (string, error) {
+		t.Helper()
 		b, _ := json.Marshal(args)
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(environWithout("STREAMTOOLS_DATABASE_URL"), envChildArgs+"="+string(b))
+		cmd.Env = append(environ, envChildArgs+"="+string(b))
 		if dbEnv != "" {
 			cmd.Env = append(cmd.Env, "STREAMTOOLS_DATABASE_URL="+dbEnv)
 		}
@@ -130,7 +136,26 @@ func TestDevDashboard(t *testing.T) {
 		}
 		return string(out), err
 	}
+	// users runs `streamtools dashboard users args... --data-dir dataDir`.
+	users := func(dbEnv string, args ...string) (string, error) {
+		t.Helper()
+		return streamtools(dbEnv, append(append([]string{"dashboard", "users"}, args...), "--data-dir", dataDir)...)
+	}
+	// typed runs a command that streamtools printed for the user to run.
+	typed := func(command string) (string, error) {
+		t.Helper()
+		words := strings.Fields(command)
+		if len(words) < 2 || words[0] != "streamtools" || strings.ContainsAny(command, `'"$\`) {
+			t.Fatalf("%q is no streamtools command this test can run", command)
+		}
+		return streamtools("", words[1:]...)
+	}
 
+	// The customers topic is on dev's broker, which the operator commands
+	// find through --data-dir.
+	if list, err := streamtools("", "customers", "list", "--data-dir", dataDir); err != nil || !strings.Contains(list, "Demo brand") {
+		t.Errorf("customers list --data-dir, without --brokers: %v\n%s", err, list)
+	}
 	if _, err := users("", "create", "--customer", "acme", "--login", "x@acme.example"); err == nil ||
 		!strings.Contains(err.Error(), `--customer "acme" does not exist`) || !strings.Contains(err.Error(), "customers set --code acme") {
 		t.Fatalf("a login for a customer that does not exist: err = %v, want one that says how to create the customer", err)
@@ -138,6 +163,25 @@ func TestDevDashboard(t *testing.T) {
 	out, err := users("", "create", "--customer", "default", "--login", "marketing@demo.example")
 	if err != nil || !strings.Contains(out, "created login marketing@demo.example for customer default") || !strings.Contains(out, "password: ") {
 		t.Fatalf("users create in dev, without --database-url: %v\n%s", err, out)
+	}
+	reset := regexp.MustCompile("`(streamtools dashboard users reset-password [^`]*)` makes a new one").FindStringSubmatch(out)
+	if reset == nil {
+		t.Fatalf("users create does not say, as a streamtools command, how to make a new password:\n%s", out)
+	}
+	if out, err := typed(reset[1]); err != nil || !strings.Contains(out, "password of marketing@demo.example changed") {
+		t.Errorf("%s, as printed: %v\n%s", reset[1], err, out)
+	}
+	_, err = users("", "create", "--customer", "default", "--login", "marketing@demo.example")
+	if err == nil || !strings.Contains(err.Error(), "(use `"+reset[1]+"`)") {
+		t.Errorf("a login that exists: err = %v, want one that says to use %s", err, reset[1])
+	}
+	// dev's banner says how to make more logins.
+	more := regexp.MustCompile(`more logins: (streamtools dashboard users create [^)]*)\)`).FindStringSubmatch(devOut.String())
+	if more == nil {
+		t.Fatalf("dev's banner does not say how to make more logins:\n%s", devOut)
+	}
+	if out, err := typed(more[1]); err != nil || !strings.Contains(out, "created login you@example.com for customer default") {
+		t.Errorf("%s, as the banner prints it: %v\n%s", more[1], err, out)
 	}
 
 	// The variable wins over dev's file, and the flag over the variable.
@@ -167,6 +211,18 @@ func TestDevDashboard(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("logging in as demo: %d", resp.StatusCode)
 	}
+	resp, err = hc.Get(dash + "/api/v1/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me struct {
+		WidgetBaseURL string `json:"widget_base_url"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&me)
+	resp.Body.Close()
+	if want := fmt.Sprintf("http://127.0.0.1:%d", ports["widgetd"]); err != nil || me.WidgetBaseURL != want {
+		t.Errorf("the dashboard links widgets to %q (%v), want %q: widgetd's address in dev", me.WidgetBaseURL, err, want)
+	}
 	kafkatest.Eventually(t, 30*time.Second, "the dashboard to know the demo product's widget", func() bool {
 		resp, err := hc.Get(dash + "/api/v1/widgets")
 		if err != nil {
@@ -177,25 +233,15 @@ func TestDevDashboard(t *testing.T) {
 		return strings.Contains(string(b), `"known":true`) && strings.Contains(string(b), `"product":"product","title":"Sign-ups","goal":100`)
 	})
 
-	// Once dev stops, its database is gone, and so is the file.
+	// Once dev stops, its database and broker are gone, and so are the
+	// files.
 	stopDev()
-	if _, err := os.Stat(urlFile); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("dev left its database URL behind: %v", err)
+	for _, file := range []string{urlFile, brokersFile} {
+		if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("dev left %s behind: %v", file, err)
+		}
 	}
 	if _, err := users("", "list"); err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Errorf("users list without dev nor --database-url: err = %v, want one that asks for --database-url", err)
 	}
-}
-
-// environWithout is this process's environment without the variables
-// named.
-func environWithout(names ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(names, name) {
-			env = append(env, kv)
-		}
-	}
-	return env
 }

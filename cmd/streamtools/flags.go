@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -23,9 +26,30 @@ func env(flag string) cli.ValueSourceChain {
 // parsed, so every newApp builds its own (tests run several apps in one
 // process, some at once).
 
+// Defaults of flags that more than one flag definition shares.
+const (
+	defaultBrokers = "127.0.0.1:9092"
+	defaultDataDir = ".streamtools"
+)
+
 func flagBrokers() cli.Flag {
-	return &cli.StringFlag{Name: "brokers", Value: "127.0.0.1:9092", Sources: env("brokers"),
+	return &cli.StringFlag{Name: "brokers", Value: defaultBrokers, Sources: env("brokers"),
 		Usage: "Kafka bootstrap brokers, comma separated"}
+}
+
+// flagOperatorBrokers is the --brokers of the operator commands (customers,
+// keys, dashboard users): without it, they use the broker of the
+// streamtools dev running with --data-dir (operatorBrokers).
+func flagOperatorBrokers() cli.Flag {
+	return &cli.StringFlag{Name: "brokers", Sources: env("brokers"),
+		Usage: "Kafka bootstrap brokers, comma separated (default: the broker of the streamtools dev running with --data-dir, else " + defaultBrokers + ")"}
+}
+
+// flagDevDataDir is the --data-dir of the operator commands: where they
+// find what the streamtools dev running there wrote for them (its broker,
+// its database); usage says which.
+func flagDevDataDir(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "data-dir", Value: defaultDataDir, Sources: env("data-dir"), Usage: usage}
 }
 
 func flagTopicPrefix() cli.Flag {
@@ -44,7 +68,7 @@ func flagPartitions() cli.Flag {
 }
 
 func flagDataDir() cli.Flag {
-	return &cli.StringFlag{Name: "data-dir", Value: ".streamtools", Sources: env("data-dir"),
+	return &cli.StringFlag{Name: "data-dir", Value: defaultDataDir, Sources: env("data-dir"),
 		Usage: "where the embedded broker (and dev's Postgres) keep their data across restarts"}
 }
 
@@ -89,6 +113,43 @@ func namesFrom(cmd *cli.Command) (schemas.Names, error) {
 }
 
 func brokersFrom(cmd *cli.Command) []string { return kafkautil.SplitBrokers(cmd.String("brokers")) }
+
+// operatorBrokerAddrs are an operator command's brokers and where they came
+// from, for the error that says they cannot be reached.
+type operatorBrokerAddrs struct {
+	addrs []string
+	from  string // where the addresses came from
+	hint  string // what to do when they cannot be reached
+}
+
+// unreachable is the error of a first request to the brokers that failed.
+func (b operatorBrokerAddrs) unreachable(err error) error {
+	return fmt.Errorf("reaching the Kafka brokers %s (%s; %s): %w", strings.Join(b.addrs, ","), b.from, b.hint, err)
+}
+
+// operatorBrokers are the brokers of the operator commands: --brokers, else
+// STREAMTOOLS_BROKERS, else those of the streamtools dev running with
+// --data-dir (the file it writes while it runs), else 127.0.0.1:9092.
+func operatorBrokers(cmd *cli.Command) (operatorBrokerAddrs, error) {
+	if v := cmd.String("brokers"); v != "" {
+		if os.Getenv("STREAMTOOLS_BROKERS") == v {
+			return operatorBrokerAddrs{kafkautil.SplitBrokers(v), "from STREAMTOOLS_BROKERS", "is Kafka running there? --brokers overrides it"}, nil
+		}
+		return operatorBrokerAddrs{kafkautil.SplitBrokers(v), "from --brokers", "is Kafka running there?"}, nil
+	}
+	file := filepath.Join(cmd.String("data-dir"), devBrokersFile)
+	b, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return operatorBrokerAddrs{}, fmt.Errorf("reading the broker address of streamtools dev (or pass --brokers): %w", err)
+	}
+	if addrs := kafkautil.SplitBrokers(strings.TrimSpace(string(b))); len(addrs) > 0 {
+		return operatorBrokerAddrs{addrs, "from " + file + ", which streamtools dev writes while it runs",
+			"is that dev still running? else pass --brokers"}, nil
+	}
+	return operatorBrokerAddrs{[]string{defaultBrokers},
+		"the default: no --brokers, no STREAMTOOLS_BROKERS, no streamtools dev running with --data-dir " + cmd.String("data-dir"),
+		"start `streamtools dev` or `streamtools broker`, or pass --brokers"}, nil
+}
 
 func loggerFrom(cmd *cli.Command) (*slog.Logger, error) {
 	var level slog.Level

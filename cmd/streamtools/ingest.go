@@ -95,8 +95,9 @@ func runIngest(ctx context.Context, cmd *cli.Command) error {
 }
 
 func startDevIngest(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	addr := env.Cmd.String("ingest-listen")
 	s, err := ingest.New(ingest.Config{
-		Addr:    env.Cmd.String("ingest-listen"),
+		Addr:    addr,
 		Brokers: env.Brokers,
 		Names:   env.Names,
 		Log:     env.Log.With("component", "ingest"),
@@ -104,10 +105,11 @@ func startDevIngest(ctx context.Context, env *devEnv) (func(context.Context) err
 		Registerer: env.Metrics,
 	})
 	if err != nil {
-		return nil, err
+		return nil, devListenError("--ingest-listen", "address", addr, err)
 	}
+	url := "http://" + browsable(s.Addr())
 	env.Banner = append(env.Banner,
-		fmt.Sprintf("ingest     http://%s/{access_key}  (demo: curl -X POST http://%s/%s -d '{\"influencer_id\":\"%s\",\"product\":\"%s\"}')",
-			s.Addr(), s.Addr(), demoAccessKey, demoInfluencer, demoProduct))
+		fmt.Sprintf("ingest     %s/{access_key}  (demo: curl -X POST %s/%s -d '{\"influencer_id\":\"%s\",\"product\":\"%s\"}')",
+			url, url, demoAccessKey, demoInfluencer, demoProduct))
 	return s.Run, nil
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/urfave/cli/v3"
 
@@ -30,15 +33,24 @@ func startDevPostgres(ctx context.Context, env *devEnv) (func(context.Context) e
 		return nil, nil
 	}
 	dir := filepath.Join(env.DataDir, "postgres")
-	c, err := pgembed.Start(ctx, pgembed.Config{
-		Dir: dir, Port: env.Cmd.Int("postgres-port"), BinDir: env.Cmd.String("postgres-bin-dir"), Database: "streamtools",
-		Log: env.Log.With("component", "postgres"),
-	})
+	port, binDir := env.Cmd.Int("postgres-port"), env.Cmd.String("postgres-bin-dir")
+	err := checkPostgresPort(port, binDir)
+	var c *pgembed.Cluster
+	if err == nil {
+		c, err = pgembed.Start(ctx, pgembed.Config{
+			Dir: dir, Port: port, BinDir: binDir, Database: "streamtools",
+			Log: env.Log.With("component", "postgres"),
+		})
+	}
 	if errors.Is(err, pgembed.ErrNoBinaries) {
 		env.Log.Warn("no PostgreSQL server binaries found, so the sink and the dashboard are off: install them (apt-get install postgresql) or pass --database-url")
 		// The sink's and the dashboard's lines point here.
 		env.Banner = append(env.Banner, "postgres   off: no PostgreSQL server binaries found (apt-get install postgresql, or pass --database-url)")
 		return nil, nil
+	}
+	var le *listenError
+	if errors.As(err, &le) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded PostgreSQL in %s (or pass --database-url): %w", dir, err)
@@ -49,4 +61,32 @@ func startDevPostgres(ctx context.Context, env *devEnv) (func(context.Context) e
 		<-ctx.Done()
 		return c.Stop()
 	}, nil
+}
+
+// checkPostgresPort returns a listenError when port is in use on 127.0.0.1:
+// pgembed would take a server already there (another dev's) for the one it
+// started. Without server binaries, it returns pgembed.ErrNoBinaries
+// instead, as pgembed.Start would: the port does not matter then.
+func checkPostgresPort(port int, binDir string) error {
+	if binDir == "" {
+		if _, err := pgembed.FindBinDir(); err != nil {
+			return err
+		}
+	} else if !isFile(filepath.Join(binDir, "postgres")) || !isFile(filepath.Join(binDir, "initdb")) {
+		return pgembed.ErrNoBinaries
+	}
+	if port == 0 {
+		return nil
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return devListenError("--postgres-port", "port", addr, err)
+	}
+	return ln.Close()
+}
+
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

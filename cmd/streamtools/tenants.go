@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v3"
 
@@ -30,30 +32,37 @@ type tenantSession struct {
 	stop  func() error // ends the registry's Run and returns its error
 }
 
-func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) {
+// tenantAccess says whether an operator command may create the tenant
+// topics: a read-only one must not, or a typo in --topic-prefix creates
+// empty topics and shows an empty list.
+type tenantAccess int
+
+const (
+	readOnly tenantAccess = iota // the topics must exist
+	writing                      // the topics are created if missing
+)
+
+func openTenants(ctx context.Context, cmd *cli.Command, access tenantAccess) (*tenantSession, error) {
 	// Tenant topics do not depend on the processor generation.
 	names := schemas.NewNames(cmd.String("topic-prefix"))
 	if err := names.Validate(); err != nil {
 		return nil, err
 	}
-	brokers := brokersFrom(cmd)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kafkautil.Partitioner()))
+	brokers, err := operatorBrokers(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers.addrs...), kgo.RecordPartitioner(kafkautil.Partitioner()))
 	if err != nil {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	var specs []kafkautil.TopicSpec
-	for _, t := range kafkautil.CoreTopics(names, 0) {
-		if t.Name == names.Customers() || t.Name == names.AccessKeys() || t.Name == names.Salts() {
-			specs = append(specs, t)
-		}
-	}
-	if err := kafkautil.EnsureTopics(tctx, cl, specs); err != nil {
+	if err := prepareTenantTopics(tctx, cl, names, brokers, access); err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("reaching the brokers %v (is `streamtools broker` or dev running?): %w", brokers, err)
+		return nil, err
 	}
-	reg, err := tenant.NewRegistry(brokers, names, nil)
+	reg, err := tenant.NewRegistry(brokers.addrs, names, nil)
 	if err != nil {
 		cl.Close()
 		return nil, err
@@ -64,6 +73,40 @@ func openTenants(ctx context.Context, cmd *cli.Command) (*tenantSession, error) 
 		return nil, err
 	}
 	return &tenantSession{reg: reg, cl: cl, names: names, stop: stop}, nil
+}
+
+// prepareTenantTopics creates the tenant topics (writing), or checks that
+// the ones the registry reads exist (readOnly).
+func prepareTenantTopics(ctx context.Context, cl *kgo.Client, names schemas.Names, brokers operatorBrokerAddrs, access tenantAccess) error {
+	if access == writing {
+		var specs []kafkautil.TopicSpec
+		for _, t := range kafkautil.CoreTopics(names, 0) {
+			if t.Name == names.Customers() || t.Name == names.AccessKeys() || t.Name == names.Salts() {
+				specs = append(specs, t)
+			}
+		}
+		if err := kafkautil.EnsureTopics(ctx, cl, specs); err != nil {
+			return brokers.unreachable(err)
+		}
+		return nil
+	}
+	// A metadata request that names topics, without creating them.
+	topics := []string{names.Customers(), names.AccessKeys()}
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return brokers.unreachable(err)
+	}
+	for _, topic := range topics {
+		d, ok := details[topic]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			return fmt.Errorf("topic %s does not exist on the brokers %s (%s): check --topic-prefix (%q; the default is %q)",
+				topic, strings.Join(brokers.addrs, ","), brokers.from, names.Prefix, schemas.DefaultPrefix)
+		case d.Err != nil:
+			return fmt.Errorf("looking topic %s up on the brokers %s: %w", topic, strings.Join(brokers.addrs, ","), d.Err)
+		}
+	}
+	return nil
 }
 
 // Close stops the registry and closes the producer; it returns the
@@ -117,10 +160,11 @@ func (s *tenantSession) customer(code string) (*tenant.Tenant, error) {
 	return t, nil
 }
 
-// withTenants wraps an action that needs the tenant topics read to their end.
-func withTenants(fn func(context.Context, *cli.Command, *tenantSession) error) cli.ActionFunc {
+// withTenants wraps an action that needs the tenant topics read to their
+// end; access says whether it may create them.
+func withTenants(access tenantAccess, fn func(context.Context, *cli.Command, *tenantSession) error) cli.ActionFunc {
 	return func(ctx context.Context, cmd *cli.Command) error {
-		s, err := openTenants(ctx, cmd)
+		s, err := openTenants(ctx, cmd, access)
 		if err != nil {
 			return err
 		}
@@ -159,7 +203,7 @@ func customersCommand() *cli.Command {
 					&cli.BoolFlag{Name: "anticheat", Usage: "filter the same visitor doing the same action twice on one day (--anticheat=false to turn off)"},
 					&cli.IntFlag{Name: "rate-limit", Usage: "postbacks per second per access key; 0 = the edge's default"},
 				}, tenantFlags()...),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(writing, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					c := schemas.Customer{Code: cmd.String("code"), TimeZone: "UTC"}
 					if t, ok := s.reg.Customer(c.Code); ok {
 						c = t.Customer
@@ -194,7 +238,7 @@ func customersCommand() *cli.Command {
 					&cli.IntFlag{Name: "goal", Usage: "widget goal"},
 					&cli.BoolFlag{Name: "delete", Usage: "remove the product instead"},
 				}, tenantFlags()...),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(writing, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					t, err := s.customer(cmd.String("customer"))
 					if err != nil {
 						return err
@@ -233,7 +277,7 @@ func customersCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list customers and their products, with each product's widget settings (title, goal, counted event types)",
 				Flags: tenantFlags(),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(readOnly, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					cs := s.reg.Customers()
 					sort.Slice(cs, func(i, j int) bool { return cs[i].Code < cs[j].Code })
 					return listCustomers(cmd.Root().Writer, cs)
@@ -252,7 +296,7 @@ func keysCommand() *cli.Command {
 				Name:  "create",
 				Usage: "create an access key for a customer and print it (once: only its hash is stored)",
 				Flags: append([]cli.Flag{flagCustomer(), &cli.StringFlag{Name: "label", Usage: "what the key is for"}}, tenantFlags()...),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(writing, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					code := cmd.String("customer")
 					if _, err := s.customer(code); err != nil {
 						return err
@@ -271,7 +315,7 @@ func keysCommand() *cli.Command {
 				Usage:     "revoke a key, given the key itself or the id (hash prefix) that `keys list` shows",
 				ArgsUsage: "<key or id>",
 				Flags:     tenantFlags(),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(writing, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					arg := cmd.Args().First()
 					if arg == "" {
 						return fmt.Errorf("give the key or its id (from `streamtools keys list`) as the argument")
@@ -291,7 +335,7 @@ func keysCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list keys (ids only; keys themselves are never stored)",
 				Flags: append([]cli.Flag{&cli.StringFlag{Name: "customer", Usage: "only this customer's keys"}}, tenantFlags()...),
-				Action: withTenants(func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
+				Action: withTenants(readOnly, func(ctx context.Context, cmd *cli.Command, s *tenantSession) error {
 					ks := s.reg.Keys()
 					sort.Slice(ks, func(i, j int) bool { return ks[i].CreatedAt.Before(ks[j].CreatedAt) })
 					w := tabwriter.NewWriter(cmd.Root().Writer, 0, 4, 2, ' ', 0)
@@ -369,4 +413,7 @@ func findKey(keys []schemas.AccessKey, arg string) (schemas.AccessKey, error) {
 
 // tenantFlags are the flags of the customers and keys commands: the tenant
 // topics depend on the topic prefix only.
-func tenantFlags() []cli.Flag { return []cli.Flag{flagBrokers(), flagTopicPrefix()} }
+func tenantFlags() []cli.Flag {
+	return []cli.Flag{flagOperatorBrokers(), flagTopicPrefix(),
+		flagDevDataDir("data directory of streamtools dev: without --brokers (or STREAMTOOLS_BROKERS), the broker of the dev running there")}
+}

@@ -57,15 +57,17 @@ func devWidgetdFlags() []cli.Flag {
 }
 
 func startDevWidgetd(ctx context.Context, env *devEnv) (func(context.Context) error, error) {
+	addr := env.Cmd.String("widgetd-listen")
 	srv, err := widgetd.New(widgetd.Config{
-		Addr: env.Cmd.String("widgetd-listen"), Brokers: env.Brokers, Names: env.Names,
+		Addr: addr, Brokers: env.Brokers, Names: env.Names,
 		Domain: env.Cmd.String("widget-domain"), Log: env.Log.With("component", "widgetd"),
 		Registerer: env.Metrics,
 	})
 	if err != nil {
-		return nil, err
+		return nil, devListenError("--widgetd-listen", "address", addr, err)
 	}
-	env.Banner = append(env.Banner, fmt.Sprintf("widgetd    http://%s/%s/%s/%s?preview=1  (the demo widget; add it to OBS without ?preview=1)",
-		srv.Addr(), demoCustomer, demoProduct, demoInfluencer))
+	env.WidgetdURL = "http://" + browsable(srv.Addr())
+	env.Banner = append(env.Banner, fmt.Sprintf("widgetd    %s/%s/%s/%s?preview=1  (the demo widget; add it to OBS without ?preview=1)",
+		env.WidgetdURL, demoCustomer, demoProduct, demoInfluencer))
 	return srv.Run, nil
 }

@@ -20,7 +20,38 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 )
+
+// DefaultSlowStop is how long Stop waits for a part before it warns that the
+// part is slow to stop (see SlowStop).
+const DefaultSlowStop = 10 * time.Second
+
+// Option changes how a Supervisor stops its parts.
+type Option func(*config)
+
+type config struct {
+	slowStop   time.Duration
+	slowHint   string
+	onStopping func(part string)
+}
+
+// SlowStop makes Stop log a warning each time a part has been stopping for
+// another after, naming the part and adding hint when it is not empty (what
+// the user can do instead of waiting). The default is DefaultSlowStop with
+// no hint; after <= 0 turns the warning off. Stop still waits: a part that
+// never returns blocks it.
+func SlowStop(after time.Duration, hint string) Option {
+	return func(c *config) { c.slowStop, c.slowHint = after, hint }
+}
+
+// OnStopping registers fn, which Stop calls with a part's name just before it
+// asks that part to stop, and with "" once every part returned: what a
+// process that gives up waiting can say it was waiting for. fn must not
+// block.
+func OnStopping(fn func(part string)) Option {
+	return func(c *config) { c.onStopping = fn }
+}
 
 // Part is one component of a supervised process.
 type Part struct {
@@ -40,6 +71,7 @@ type Part struct {
 // Supervisor runs the parts Start started. Stop and Wait stop them.
 type Supervisor struct {
 	log     *slog.Logger
+	cfg     config
 	running []*running // in start order
 	// onOwn receives the name of each part whose Run returned before Stop
 	// asked it to; it has room for every part, so no Run ever blocks on it.
@@ -67,11 +99,15 @@ type result struct {
 // order. When a part's Start fails, Start stops the parts already running
 // and returns the failure together with whatever they returned. A nil log
 // logs nothing.
-func Start(ctx context.Context, log *slog.Logger, parts []Part) (*Supervisor, error) {
+func Start(ctx context.Context, log *slog.Logger, parts []Part, opts ...Option) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Supervisor{log: log, onOwn: make(chan string, len(parts))}
+	cfg := config{slowStop: DefaultSlowStop}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := &Supervisor{log: log, cfg: cfg, onOwn: make(chan string, len(parts))}
 	for _, p := range parts {
 		if p.Start == nil {
 			return nil, errors.Join(fmt.Errorf("supervise: part %q has no Start", p.Name), s.Stop())
@@ -129,18 +165,22 @@ func (s *Supervisor) stopOrder() []*running {
 }
 
 // Stop stops the parts, intake first and then the others in reverse start
-// order, cancelling each one's context and
-// waiting for its Run to return before cancelling the next. It returns the
-// errors the Runs returned, each prefixed with its part's name, except
-// context.Canceled from a part that was asked to stop. A Run that returned
-// on its own is an error even when it returned nil. Stop is safe to call
-// more than once, and concurrently; every call returns the first's result.
+// order, cancelling each one's context and waiting for its Run to return
+// (warning while it is slow, see SlowStop) before cancelling the next. It
+// returns the errors the Runs returned, each prefixed with its part's name,
+// except context.Canceled from a part that was asked to stop. A Run that
+// returned on its own is an error even when it returned nil. Stop is safe to
+// call more than once, and concurrently; every call returns the first's
+// result.
 func (s *Supervisor) Stop() error {
 	s.stopOnce.Do(func() {
 		var errs []error
 		for _, r := range s.stopOrder() {
+			if s.cfg.onStopping != nil {
+				s.cfg.onStopping(r.name)
+			}
 			r.cancel()
-			res := <-r.done
+			res := s.await(r)
 			switch {
 			case res.onOwn && res.err == nil:
 				errs = append(errs, fmt.Errorf("%s: stopped before it was asked to", r.name))
@@ -150,6 +190,32 @@ func (s *Supervisor) Stop() error {
 			s.log.Info("stopped", "component", r.name)
 		}
 		s.stopErr = errors.Join(errs...)
+		if s.cfg.onStopping != nil {
+			s.cfg.onStopping("")
+		}
 	})
 	return s.stopErr
+}
+
+// await waits for r's Run to return, logging a warning each time it has
+// been stopping for another cfg.slowStop.
+func (s *Supervisor) await(r *running) result {
+	if s.cfg.slowStop <= 0 {
+		return <-r.done
+	}
+	tick := time.NewTicker(s.cfg.slowStop)
+	defer tick.Stop()
+	began := time.Now()
+	for {
+		select {
+		case res := <-r.done:
+			return res
+		case <-tick.C:
+			attrs := []any{"component", r.name, "waited", time.Since(began).Round(time.Second)}
+			if s.cfg.slowHint != "" {
+				attrs = append(attrs, "hint", s.cfg.slowHint)
+			}
+			s.log.Warn("a component is slow to stop; still waiting for it", attrs...)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -231,4 +232,88 @@ func TestStopErrors(t *testing.T) {
 		t.Fatalf("a second Stop = %v, want the first's %v", again, err)
 	}
 	r.check([]string{"process", "sink", "widgetd"}, []string{"widgetd", "sink", "process"})
+}
+
+// syncBuffer is a strings.Builder a logger writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder // guarded by mu
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSlowStop: while a part is slow to stop, Stop logs a warning that
+// names it (with the hint), and OnStopping says which part Stop is waiting
+// for, then "" once every part returned.
+func TestSlowStop(t *testing.T) {
+	r := newRecorder(t)
+	release := make(chan struct{})
+	parts := []supervise.Part{
+		r.part("broker", behaviour{}),
+		r.part("ingest", behaviour{intake: true}),
+		r.part("process", behaviour{untilDone: func(ctx context.Context) error {
+			<-ctx.Done()
+			<-release
+			return ctx.Err()
+		}}),
+		r.part("widgetd", behaviour{}),
+	}
+	var logs syncBuffer
+	var mu sync.Mutex
+	var stopping []string // guarded by mu
+	current := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(stopping)
+	}
+	s, err := supervise.Start(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), parts,
+		supervise.SlowStop(20*time.Millisecond, "press Ctrl-C again to exit at once"),
+		supervise.OnStopping(func(part string) {
+			mu.Lock()
+			stopping = append(stopping, part)
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitRunning(4)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop() }()
+
+	const warning = `msg="a component is slow to stop; still waiting for it" component=process waited=`
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), warning) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about the slow part; the log:\n%s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), `hint="press Ctrl-C again to exit at once"`) {
+		t.Errorf("the warning lacks the hint:\n%s", logs.String())
+	}
+	if got, want := current(), []string{"ingest", "widgetd", "process"}; !slices.Equal(got, want) {
+		t.Errorf("while process is stopping, OnStopping was called with %q, want %q", got, want)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned %v before the slow part did", err)
+	default:
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := current(), []string{"ingest", "widgetd", "process", "broker", ""}; !slices.Equal(got, want) {
+		t.Errorf("OnStopping was called with %q, want %q", got, want)
+	}
 }
