@@ -51,18 +51,8 @@ func TestDashboardUsersHelp(t *testing.T) {
 // user runs them (and as flags read their environment variables once per
 // process).
 func TestDevDashboard(t *testing.T) {
-	dataDir := t.TempDir()
-	// As root, dev runs Postgres as the postgres user, who must be able to
-	// enter the data directory (t.TempDir makes it 0700).
-	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ports := map[string]int{}
-	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
-		ports[name] = freePort(t)
-	}
+	dataDir := postgresTempDir(t)
+	ports := devPorts(t)
 	brokers := fmt.Sprintf("127.0.0.1:%d", ports["broker"])
 	devURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/streamtools?sslmode=disable", ports["postgres"])
 	urlFile := filepath.Join(dataDir, "database-url")

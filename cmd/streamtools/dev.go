@@ -23,8 +23,8 @@ import (
 	"github.com/streamtools/streamtools/schemas"
 )
 
-// The demo customer of ARCHITECTURE.md: the seed document's curl example
-// works against `streamtools dev` as written, with only the host changed.
+// The demo customer: the README's "Try it" postback works against
+// `streamtools dev` as written.
 const (
 	demoCustomer   = "default"
 	demoAccessKey  = "test-access-key"

@@ -23,10 +23,35 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 )
 
-// The product document's example, as a brand would send it.
-const seedBody = `{"influencer_id":"influ_test","product":"product","event_type":"reg","event_name":"registration",
+// The README's example postback, as a brand would send it.
+const exampleBody = `{"influencer_id":"influ_test","product":"product","event_type":"reg","event_name":"registration",
 "campaign":"Jan2024_special_event","medium":"Influencer","source":" twitch","ip":"132.244.133.122","country":"FR",
 "user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36"}`
+
+// postgresTempDir is a t.TempDir that dev's Postgres can use: as root,
+// dev runs Postgres as the postgres user, who must be able to enter it
+// (t.TempDir makes it and its parent 0700).
+func postgresTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// devPorts returns a free port for each of dev's listeners: broker,
+// ingest, widgetd, dashboard, postgres.
+func devPorts(t *testing.T) map[string]int {
+	t.Helper()
+	ports := map[string]int{}
+	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
+		ports[name] = freePort(t)
+	}
+	return ports
+}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -181,31 +206,21 @@ func kcatRecords(t *testing.T, brokerPort int, topic string) []byte {
 }
 
 // TestDevEndToEndAndRestart runs `streamtools dev` as a user would, sends
-// the seed document's postback, and follows it to the topic (read with
+// the README's example postback, and follows it to the topic (read with
 // kcat), Postgres and the widget; then restarts dev on the same data
 // directory and checks that nothing was lost and nothing counted twice.
 func TestDevEndToEndAndRestart(t *testing.T) {
-	dataDir := t.TempDir()
-	// As root, dev runs Postgres as the postgres user, who must be able to
-	// enter the data directory (t.TempDir makes it 0700).
-	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ports := map[string]int{}
-	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
-		ports[name] = freePort(t)
-	}
+	dataDir := postgresTempDir(t)
+	ports := devPorts(t)
 	dbURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/streamtools?sslmode=disable", ports["postgres"])
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
 	dev := startDev(t, dataDir, ports)
-	first := postback(t, ports["ingest"], seedBody)
+	first := postback(t, ports["ingest"], exampleBody)
 	// The same visitor doing the same action again the same day: accepted,
 	// recorded, not counted.
-	second := postback(t, ports["ingest"], seedBody)
+	second := postback(t, ports["ingest"], exampleBody)
 
 	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -246,7 +261,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		t.Fatal("accepted records are gone after a restart of dev")
 	}
 	// A new visitor after the restart: counts move by exactly one.
-	postback(t, ports["ingest"], strings.Replace(seedBody, "Chrome/119", "Chrome/120", 1))
+	postback(t, ports["ingest"], strings.Replace(exampleBody, "Chrome/119", "Chrome/120", 1))
 	want["Jan2024_special_event"] = dailyRow{counted: 2, duplicates: 1}
 	kafkatest.Eventually(t, 90*time.Second, "daily_stats to show 2 counted and 1 duplicate after the restart", func() bool {
 		got := dailyStats(t, ctx, db)
@@ -265,10 +280,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 // binaries, dev still runs the edge, the processors and the widget, and
 // leaves out only what needs Postgres.
 func TestDevWithoutPostgres(t *testing.T) {
-	ports := map[string]int{}
-	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
-		ports[name] = freePort(t)
-	}
+	ports := devPorts(t)
 	dev := startDev(t, t.TempDir(), ports, "--postgres-bin-dir", t.TempDir())
 	// The banner says what is off and why; each "see the X line" names a
 	// line it has.
@@ -290,7 +302,7 @@ func TestDevWithoutPostgres(t *testing.T) {
 			t.Errorf("the banner says %q but has no %s line:\n%s", m[0], m[1], banner)
 		}
 	}
-	postback(t, ports["ingest"], seedBody)
+	postback(t, ports["ingest"], exampleBody)
 	kafkatest.Eventually(t, 60*time.Second, "the widget to count the postback", func() bool {
 		return widgetTotal(t, ports["widgetd"], "default/product/influ_test") == 1
 	})

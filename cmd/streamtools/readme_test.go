@@ -59,14 +59,7 @@ func TestDocCommands(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	work := t.TempDir()
-	// As root, dev runs Postgres as the postgres user, who must be able to
-	// enter the data directory (t.TempDir makes it 0700).
-	for _, d := range []string{filepath.Dir(work), work} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
+	work := postgresTempDir(t)
 	var pairs []string
 	addr := map[string]string{}
 	for i := 0; i < len(docDefaults); i += 2 {
