@@ -26,7 +26,7 @@ import (
 const demoLogin = "demo"
 
 // usersDB are the database flags of the users commands: --database-url,
-// or else the database of dev (see usersDatabaseURL).
+// or else the database of dev (see operatorDatabaseURL).
 func usersDB() []cli.Flag {
 	return []cli.Flag{flagDatabaseURL(),
 		flagDevDataDir("data directory of streamtools dev: without --database-url (or STREAMTOOLS_DATABASE_URL), the database of the dev running there")}
@@ -211,10 +211,11 @@ func localFlags(flags []cli.Flag) []cli.Flag {
 	return out
 }
 
-// usersDatabaseURL is the database of the users commands: --database-url,
-// else STREAMTOOLS_DATABASE_URL, else the URL that `streamtools dev` wrote
-// in --data-dir while it runs. file is that file when the URL came from it.
-func usersDatabaseURL(cmd *cli.Command) (url, file string, err error) {
+// operatorDatabaseURL is the database of the operator commands that use one
+// (dashboard users, replay): --database-url, else STREAMTOOLS_DATABASE_URL,
+// else the URL that `streamtools dev` wrote in --data-dir while it runs.
+// file is that file when the URL came from it.
+func operatorDatabaseURL(cmd *cli.Command) (url, file string, err error) {
 	if url = cmd.String("database-url"); url != "" {
 		return url, "", nil
 	}
@@ -230,10 +231,10 @@ func usersDatabaseURL(cmd *cli.Command) (url, file string, err error) {
 	return strings.TrimSpace(string(b)), file, nil
 }
 
-// withDB opens a pool on the users commands' database (usersDatabaseURL),
+// withDB opens a pool on the users commands' database (operatorDatabaseURL),
 // applies pending migrations and runs fn.
 func withDB(ctx context.Context, cmd *cli.Command, fn func(*pgxpool.Pool) error) error {
-	url, file, err := usersDatabaseURL(cmd)
+	url, file, err := operatorDatabaseURL(cmd)
 	if err != nil {
 		return err
 	}
@@ -388,7 +389,7 @@ func prepareDevDashboard(ctx context.Context, env *devEnv, ln net.Listener, urlF
 		pool.Close()
 		return nil, err
 	}
-	// For `dashboard users` (usersDatabaseURL), as private as the demo
+	// For `dashboard users` and replay (operatorDatabaseURL), as private as the demo
 	// password: the URL of an external database may hold a password.
 	if err := os.WriteFile(urlFile, []byte(env.DatabaseURL+"\n"), 0o600); err != nil {
 		pool.Close()

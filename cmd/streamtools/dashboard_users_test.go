@@ -146,6 +146,18 @@ func TestDevDashboard(t *testing.T) {
 	if list, err := streamtools("", "customers", "list", "--data-dir", dataDir); err != nil || !strings.Contains(list, "Demo brand") {
 		t.Errorf("customers list --data-dir, without --brokers: %v\n%s", err, list)
 	}
+	// So do replay's topics and database: a postback the sink has written
+	// reads back as unchanged (inserted, had replay read another database).
+	postback(t, ports["ingest"], exampleBody)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := streamtools("", "replay", "--dry-run", "--data-dir", dataDir)
+		if err == nil && strings.Contains(out, "events       inserted 0, updated 0, unchanged 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replay --dry-run --data-dir, without --brokers nor --database-url, did not find dev's event in dev's database within 60s: %v\n%s", err, out)
+		}
+	}
 	if _, err := users("", "create", "--customer", "acme", "--login", "x@acme.example"); err == nil ||
 		!strings.Contains(err.Error(), `--customer "acme" does not exist`) || !strings.Contains(err.Error(), "customers set --code acme") {
 		t.Fatalf("a login for a customer that does not exist: err = %v, want one that says how to create the customer", err)
@@ -233,5 +245,8 @@ func TestDevDashboard(t *testing.T) {
 	}
 	if _, err := users("", "list"); err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Errorf("users list without dev nor --database-url: err = %v, want one that asks for --database-url", err)
+	}
+	if _, err := streamtools("", "replay", "--dry-run", "--data-dir", dataDir); err == nil || !strings.Contains(err.Error(), "--database-url") {
+		t.Errorf("replay without dev nor --database-url: err = %v, want one that asks for --database-url", err)
 	}
 }

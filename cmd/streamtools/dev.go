@@ -34,7 +34,7 @@ const (
 
 // The files dev writes in --data-dir while it runs, and removes when it
 // stops, for the operator commands to find what it runs: its broker's
-// address (operatorBrokers) and its database URL (usersDatabaseURL).
+// address (operatorBrokers) and its database URL (operatorDatabaseURL).
 const (
 	devBrokersFile     = "brokers"
 	devDatabaseURLFile = "database-url"

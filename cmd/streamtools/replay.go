@@ -20,13 +20,17 @@ func replayCommand() *cli.Command {
 		Description: "Reads the events topic and the stats table changelog of --generation from their start up to their\n" +
 			"end at start time, and upserts every row in scope, like the sink. Prints what changed\n" +
 			"(inserted, updated, unchanged). Safe while the sink runs. See docs/postgres.md (Replay for data teams).",
-		Flags: flags([]cli.Flag{flagDatabaseURL(),
+		// Like the other operator commands, it finds dev's broker and
+		// database through --data-dir. No --partitions: replay creates no
+		// topic.
+		Flags: flags([]cli.Flag{flagDatabaseURL(), flagOperatorBrokers(), flagTopicPrefix(), flagGeneration(),
+			flagDevDataDir("data directory of streamtools dev: without --brokers (or STREAMTOOLS_BROKERS) and --database-url (or STREAMTOOLS_DATABASE_URL), the broker and database of the dev running there"),
 			&cli.StringFlag{Name: "customer", Usage: "rebuild only this customer code"},
 			&cli.StringFlag{Name: "from", Usage: "first day to rebuild, YYYY-MM-DD (the customer's day)"},
 			&cli.StringFlag{Name: "to", Usage: "last day to rebuild, YYYY-MM-DD, inclusive"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would change, change nothing"},
 			&cli.IntFlag{Name: "batch-size", Value: 10000, Usage: "most records per transaction"},
-		}, kafkaFlags(), logFlags()),
+		}, logFlags()),
 		Action: runReplay,
 	}
 }
@@ -37,8 +41,16 @@ func runReplay(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	names := p.Names
+	brokers, err := operatorBrokers(cmd)
+	if err != nil {
+		return err
+	}
+	dbURL, _, err := operatorDatabaseURL(cmd)
+	if err != nil {
+		return err
+	}
 	cfg := sinks.ReplayConfig{
-		Brokers: brokersFrom(cmd), Names: names, DatabaseURL: cmd.String("database-url"),
+		Brokers: brokers.addrs, Names: names, DatabaseURL: dbURL,
 		Customer: cmd.String("customer"), From: cmd.String("from"), To: cmd.String("to"),
 		DryRun: cmd.Bool("dry-run"), BatchSize: cmd.Int("batch-size"), Log: p.Log,
 	}
