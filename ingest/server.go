@@ -243,9 +243,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// closeClients closes what New created when New fails after creating it:
+// the producer, the salts consumer and the registry unless it is the
+// caller's (Config.Registry).
 func (s *Server) closeClients() {
 	s.cl.Close()
 	s.salts.consumer.Close()
+	if s.ownReg {
+		s.reg.Close()
+	}
 }
 
 // Ready reports whether customers, keys and the daily salts are loaded

@@ -838,13 +838,15 @@ func TestHeadIsNotAPostback(t *testing.T) {
 }
 
 // TestListenError: an address in use is named as given, without the Go
-// field name; the command that calls New adds its flag's name.
+// field name; the command that calls New adds its flag's name. New closes
+// the Kafka clients it made, its own tenant registry's included.
 func TestListenError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	before := kafkatest.ClientGoroutines()
 	_, err = New(Config{
 		Addr: ln.Addr().String(), Brokers: []string{"127.0.0.1:1"}, Names: kafkatest.Names(t),
 		Registerer: prometheus.NewRegistry(),
@@ -853,4 +855,7 @@ func TestListenError(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("New on an address in use: %v; want an error starting %q", err, want)
 	}
+	kafkatest.Eventually(t, 5*time.Second, "the clients New made to be closed", func() bool {
+		return kafkatest.ClientGoroutines() <= before
+	})
 }

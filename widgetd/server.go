@@ -187,6 +187,9 @@ func New(cfg Config) (*Server, error) {
 		s.ownReg = true
 	}
 	if s.tail, err = newTailer(s); err != nil {
+		if s.ownReg {
+			s.reg.Close()
+		}
 		return nil, err
 	}
 	s.watch = &kafkautil.BrokerWatch{Client: s.tail.cl, Log: s.log,
@@ -197,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 			s.tail.cl.Close()
+			if s.ownReg {
+				s.reg.Close()
+			}
 			return nil, fmt.Errorf("widgetd: listening on %s: %w (choose another --listen address)", cfg.Addr, err)
 		}
 	}

@@ -609,6 +609,25 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestListenError: an address in use is named, and New closes the Kafka
+// clients it made, its own tenant registry's included.
+func TestListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	before := kafkatest.ClientGoroutines()
+	_, err = New(Config{Addr: ln.Addr().String(), Brokers: []string{"127.0.0.1:1"}, Names: kafkatest.Names(t)})
+	want := "widgetd: listening on " + ln.Addr().String() + ": "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("New on an address in use: %v; want an error starting %q", err, want)
+	}
+	kafkatest.Eventually(t, 5*time.Second, "the clients New made to be closed", func() bool {
+		return kafkatest.ClientGoroutines() <= before
+	})
+}
+
 // Many websockets at once each get their own influencer: Fiber reuses its
 // request buffers, and a websocket outlives the request that opened it.
 func TestManyConcurrentWidgets(t *testing.T) {

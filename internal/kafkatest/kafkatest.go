@@ -4,8 +4,10 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,4 +129,27 @@ func ReadToEnd(t testing.TB, addr, topic string, timeout time.Duration) []*kgo.R
 		})
 	}
 	return out
+}
+
+// ClientGoroutines counts the goroutines that franz-go clients (package
+// kgo) started and that still run: a test that closes every client it made
+// sees the count fall back to what it was before (poll with Eventually,
+// since a closed client's goroutines end shortly after Close).
+func ClientGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("created by github.com/twmb/franz-go/pkg/kgo.")) {
+			count++
+		}
+	}
+	return count
 }

@@ -31,6 +31,8 @@ import (
 var (
 	ErrUnknownKey   = errors.New("tenant: unknown or revoked access key")
 	ErrAmbiguousKey = errors.New("tenant: the key hash prefix matches more than one key")
+	// ErrClosed is what Run returns once Close was called.
+	ErrClosed = errors.New("tenant: registry closed")
 )
 
 // HashKey returns the hex SHA-256 of an access key, as stored.
@@ -60,6 +62,9 @@ type Registry struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // NewRegistry returns a registry reading brokers. Call Run to fill it.
@@ -81,6 +86,7 @@ func NewRegistry(brokers []string, names schemas.Names, log *slog.Logger) (*Regi
 		customers: map[string]*Tenant{},
 		keys:      map[string]schemas.AccessKey{},
 		ready:     make(chan struct{}),
+		closed:    make(chan struct{}),
 	}, nil
 }
 
@@ -95,10 +101,38 @@ func (r *Registry) OnChange(fn func()) {
 	r.mu.Unlock()
 }
 
-// Run tails both topics until ctx is done, then closes the client.
+// Close closes the registry's Kafka client, which Run does when it
+// returns; a registry that never runs must be closed. It is safe to call
+// more than once, and before, during or after Run: Run returns ErrClosed
+// once Close was called.
+func (r *Registry) Close() {
+	r.closeOnce.Do(func() {
+		close(r.closed)
+		r.cl.Close()
+	})
+}
+
+func (r *Registry) isClosed() bool {
+	select {
+	case <-r.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run tails both topics until ctx is done, then closes the registry. It
+// returns ErrClosed at once, or soon, if Close was called before or while
+// it runs.
 func (r *Registry) Run(ctx context.Context) error {
-	defer r.cl.Close()
+	defer r.Close()
+	if r.isClosed() {
+		return ErrClosed
+	}
 	ends, err := r.endOffsets(ctx)
+	if r.isClosed() {
+		return ErrClosed
+	}
 	if err != nil {
 		return err
 	}
@@ -109,6 +143,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		fs := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if fs.IsClientClosed() || r.isClosed() {
+			return ErrClosed
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			r.log.Warn("reading tenant topic", "topic", t, "partition", p, "err", err)

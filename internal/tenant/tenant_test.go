@@ -76,3 +76,59 @@ func TestValidateNamesTheField(t *testing.T) {
 		})
 	}
 }
+
+// TestRegistryClose: Close releases the registry's Kafka client whether or
+// not Run ran, twice is harmless, and Run returns ErrClosed once it was
+// called: before Run, at once; during Run, promptly, instead of polling a
+// closed client.
+func TestRegistryClose(t *testing.T) {
+	t.Run("never run", func(t *testing.T) {
+		before := kafkatest.ClientGoroutines()
+		// Nothing listens on port 1: Close must not wait for a broker.
+		reg, err := tenant.NewRegistry([]string{"127.0.0.1:1"}, kafkatest.Names(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kafkatest.ClientGoroutines() <= before {
+			t.Fatal("the registry's client started no goroutine: this test checks nothing")
+		}
+		reg.Close()
+		reg.Close()
+		kafkatest.Eventually(t, 5*time.Second, "the client's goroutines to end", func() bool {
+			return kafkatest.ClientGoroutines() <= before
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := reg.Run(ctx); !errors.Is(err, tenant.ErrClosed) {
+			t.Fatalf("Run after Close = %v, want ErrClosed", err)
+		}
+	})
+	t.Run("while running", func(t *testing.T) {
+		b := kafkatest.Start(t, "")
+		names := kafkatest.Names(t)
+		kafkatest.CreateCoreTopics(t, b.Addr(), names, 1)
+		reg, err := tenant.NewRegistry([]string{b.Addr()}, names, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- reg.Run(context.Background()) }()
+		select {
+		case <-reg.Ready():
+		case err := <-done:
+			t.Fatalf("Run returned before it was ready: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("registry never became ready")
+		}
+		reg.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, tenant.ErrClosed) {
+				t.Fatalf("Run after Close = %v, want ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run still runs 5 s after Close")
+		}
+		reg.Close()
+	})
+}
