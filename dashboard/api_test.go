@@ -359,6 +359,48 @@ func TestAPIErrors(t *testing.T) {
 	}
 }
 
+// TestMethodNotAllowed: a method without a route on a known path answers
+// 405 with Allow, in the JSON error format on /api/*; HEAD on the export
+// is one (it would run the whole export for its headers), HEAD on a GET
+// page or endpoint is not.
+func TestMethodNotAllowed(t *testing.T) {
+	pool := testDB(t)
+	mustUser(t, pool, "acme", "m@acme.example", pw)
+	srv := serve(t, pool, dashboard.Config{})
+	c := newClient(t, srv.URL)
+	c.login("m@acme.example", pw)
+	csrf := map[string]string{"X-CSRF-Token": c.csrf}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"HEAD", "/api/v1/export/events.csv", 405, "GET"},
+		{"POST", "/api/v1/export/events.csv", 405, "GET"},
+		{"DELETE", "/api/v1/summary", 405, "GET, HEAD"},
+		{"PUT", "/api/v1/login", 405, "POST"},
+		{"GET", "/api/v1/logout", 405, "POST"},
+		{"HEAD", "/api/v1/summary", 200, ""},
+		{"HEAD", "/healthz", 200, ""},
+		{"DELETE", "/api/v1/nothing", 404, ""},
+	} {
+		st, h, body := c.do(tc.method, tc.path, nil, csrf)
+		if st != tc.status || h.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d, Allow %q; want %d, Allow %q (%s)", tc.method, tc.path, st, h.Get("Allow"), tc.status, tc.allow, body)
+		}
+		if st >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			t.Errorf("%s %s: Content-Type %q, want the JSON error", tc.method, tc.path, h.Get("Content-Type"))
+		}
+		if st == 405 && tc.method != "HEAD" && !strings.Contains(body, `"error":"method `+tc.method+` is not allowed here (allowed: `+tc.allow+`)`) {
+			t.Errorf("%s %s: body %s, want a JSON error naming the allowed methods", tc.method, tc.path, body)
+		}
+	}
+	// Pages get the error page.
+	if st, h, _ := c.do("DELETE", "/influencers", nil, csrf); st != 405 || h.Get("Allow") != "GET, HEAD" {
+		t.Errorf("DELETE /influencers: %d, Allow %q; want 405, Allow GET, HEAD", st, h.Get("Allow"))
+	}
+}
+
 func TestExportStreamsEveryRow(t *testing.T) {
 	pool := testDB(t)
 	events := demoEvents("acme", 30000)

@@ -93,8 +93,18 @@ func (s *Server) routes() {
 	app.Get("/api/v1/summary", s.summaryAPI)
 	app.Get("/api/v1/overview", s.overviewAPI)
 	app.Get("/api/v1/views/:view", s.viewAPI)
-	app.Get("/api/v1/export/:view.csv", s.exportCSV)
+	// GET only: app.Get also routes HEAD, which would run the whole
+	// export to send its headers.
+	app.Add(fiber.MethodGet, "/api/v1/export/:view.csv", s.exportCSV)
+	// No route for the method: once the chain runs out, Fiber's router
+	// answers ErrMethodNotAllowed, with the Allow header set, when other
+	// methods have a route for the path, and 404 otherwise.
 	app.Use(func(c *fiber.Ctx) error {
+		if err := c.Next(); errors.Is(err, fiber.ErrMethodNotAllowed) {
+			return &apiError{Status: fiber.StatusMethodNotAllowed,
+				Msg: fmt.Sprintf("method %s is not allowed here (allowed: %s): the pages and API routes are listed in docs/dashboard.md",
+					c.Method(), c.GetRespHeader(fiber.HeaderAllow))}
+		}
 		return &apiError{Status: fiber.StatusNotFound, Msg: "no such page: the pages and API routes are listed in docs/dashboard.md"}
 	})
 }
