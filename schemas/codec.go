@@ -14,12 +14,14 @@ import (
 // v0.10 can read past the buffer on malformed escapes (an unknown escape in
 // an object key: goccy/go-json#575, #604), and a record on a topic must
 // never crash or mislead a reader: data holding a backslash is checked with
-// encoding/json first. Data without one cannot hold an escape, and skips
-// that check, which cost as much as the decoding itself (measured: 20% of
-// the processors' CPU); the fuzz targets of every codec feed go-json
-// malformed input of both kinds.
+// encoding/json first, and so is data holding a NUL byte (go-json takes it
+// for the end of the input and would accept `{...}\x00garbage`). Data
+// without either cannot hold an escape, and skips that check, which cost
+// as much as the decoding itself (measured: 20% of the processors' CPU);
+// the fuzz targets of every codec feed go-json malformed input of both
+// kinds.
 func Unmarshal(data []byte, v any) error {
-	if bytes.IndexByte(data, '\\') >= 0 && !stdjson.Valid(data) {
+	if (bytes.IndexByte(data, '\\') >= 0 || bytes.IndexByte(data, 0) >= 0) && !stdjson.Valid(data) {
 		return errors.New("invalid JSON")
 	}
 	return json.Unmarshal(data, v)

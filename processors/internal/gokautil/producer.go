@@ -2,10 +2,13 @@ package gokautil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -36,8 +39,17 @@ import (
 //     takes it; a batch whose answer was lost may be stored twice. No loss
 //     and no reordering in 20 runs of the outage tests.
 //
-// An emit fails only when the producer closes (goka then stops the group,
-// and the pipeline starts it again from the committed offsets).
+// A batch fails only on an error franz-go does not retry (the broker refuses
+// it for good: a write error inside the broker, a record over its size
+// limit) or when the producer closes. franz-go then fails that batch and the
+// ones queued behind it, but would send records produced after it: a gap.
+// So the producer stops at its first failure: from then on every emit fails
+// at once and the client closes (failing whatever is still buffered); goka
+// stops the group, and the pipeline starts it again, with a new producer,
+// from the committed offsets, which ContiguousCommits keeps before the
+// failed input. What remains: a record produced between franz-go failing
+// the batch and the hook below seeing it (the same goroutine of goka rarely
+// gets there first).
 //
 // Keys go to partitions as sarama would put them (fnv-1a, sarama's sign
 // rule: kafkautil.Partitioner): goka reads a table row from the partition
@@ -48,6 +60,7 @@ func ProducerBuilder(log *slog.Logger) goka.ProducerBuilder {
 		if err := checkFNV1a(hasher); err != nil {
 			return nil, err
 		}
+		p := &producer{}
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(brokers...),
 			kgo.ClientID(clientID),
@@ -65,12 +78,20 @@ func ProducerBuilder(log *slog.Logger) goka.ProducerBuilder {
 			// still loading) is retried like any other error instead of
 			// failing its records after 4 tries.
 			kgo.UnknownTopicRetries(-1),
+			// goka emits inside its callbacks: a full buffer blocks the
+			// callback, and the group cannot stop until the broker takes
+			// records again. During an outage the inputs stall too, so
+			// the buffer holds at most the prefetched inputs' records
+			// (a few per input, ~0.4 KB each).
+			kgo.MaxBufferedRecords(1<<20),
+			kgo.WithHooks(failHook{p}),
 			kgo.WithLogger(kgoLogger{log}),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("%s: creating the producer: %w", clientID, err)
 		}
-		return &producer{cl: cl}, nil
+		p.cl = cl
+		return p, nil
 	}
 }
 
@@ -87,7 +108,24 @@ func checkFNV1a(hasher func() hash.Hash32) error {
 }
 
 // producer is goka.Producer on a franz-go client.
-type producer struct{ cl *kgo.Client }
+type producer struct {
+	cl        *kgo.Client
+	failed    atomic.Pointer[error] // the first failure, if any
+	closeOnce sync.Once
+}
+
+// failHook sees every record leave the producer's buffer, the failed ones
+// before their promise runs.
+type failHook struct{ p *producer }
+
+func (h failHook) OnProduceRecordUnbuffered(_ *kgo.Record, err error) {
+	if err != nil && !errors.Is(err, kgo.ErrClientClosed) && h.p.failed.CompareAndSwap(nil, &err) {
+		// Not here: the hook runs inside the client, which Close waits for.
+		go h.p.closeClient()
+	}
+}
+
+func (p *producer) closeClient() { p.closeOnce.Do(p.cl.Close) }
 
 func (p *producer) Emit(topic, key string, value []byte) *goka.Promise {
 	return p.EmitWithHeaders(topic, key, value, nil)
@@ -95,6 +133,10 @@ func (p *producer) Emit(topic, key string, value []byte) *goka.Promise {
 
 func (p *producer) EmitWithHeaders(topic, key string, value []byte, headers goka.Headers) *goka.Promise {
 	promise, finish := goka.NewPromiseWithFinisher()
+	if err := p.failed.Load(); err != nil {
+		finish(nil, fmt.Errorf("the producer stopped at its first failure (%w): the group restarts from its committed offsets", *err))
+		return promise
+	}
 	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: value}
 	for k, v := range headers {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: v})
@@ -116,7 +158,7 @@ func (p *producer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
 	defer cancel()
 	err := p.cl.Flush(ctx)
-	p.cl.Close()
+	p.closeClient()
 	if err != nil {
 		return fmt.Errorf("flushing the producer: %w", err)
 	}
