@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/tenant"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -547,7 +547,7 @@ func TestRequestSchema(t *testing.T) {
 // again on the same address and data directory: the edge recovers by
 // itself (202 and /readyz 200), with no restart.
 func TestBrokerDown(t *testing.T) {
-	var logs lockedBuffer
+	var logs testrun.Buffer
 	dir := t.TempDir()
 	b := kafkatest.Start(t, dir)
 	e := startEdgeOn(t, b, func(c *Config) {
@@ -634,23 +634,6 @@ func TestBrokerDown(t *testing.T) {
 	if strings.Contains(out, testKey) || strings.Contains(out, testIP) {
 		t.Errorf("the log holds an access key or an IP:\n%s", out)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestHealthAndMetrics(t *testing.T) {

@@ -1,11 +1,9 @@
 package sinks_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +11,8 @@ import (
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/pgtest"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSinkLogsBrokerOutage closes the broker under a running sink: the
 // outage is logged once (WARN) however long it lasts; a broker started
@@ -51,7 +33,7 @@ func TestSinkLogsBrokerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{t: t, addr: b.Addr(), names: names, url: pgtest.NewDatabase(t), cl: cl}
-	var logs lockedBuffer
+	var logs testrun.Buffer
 	cfg := e.config()
 	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	e.startSink(cfg)

@@ -1,35 +1,17 @@
 package widgetd
 
 import (
-	"bytes"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestBrokerOutage closes the broker under a ready widgetd: /readyz
 // answers 503 within a few seconds and the outage is logged once (WARN),
@@ -41,7 +23,7 @@ func TestBrokerOutage(t *testing.T) {
 	sys.putCustomer(demoCustomer("default"))
 	k := row("default", "product", "influ_test", "", day1)
 	sys.putDay(k, map[string]int64{"reg": 3}, 0)
-	var logs lockedBuffer
+	var logs testrun.Buffer
 	srv, _ := sys.startServer("127.0.0.1:0", func(c *Config) {
 		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
 
 // TestDashboardUsersHelp: the help of a users command lists its own flags,
@@ -69,7 +70,7 @@ func TestDevDashboard(t *testing.T) {
 		"--dashboard-listen", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"]),
 		"--postgres-port", fmt.Sprint(ports["postgres"])})
 	dev.Env = append(environ, envChildArgs+"="+string(args))
-	devOut := &lockedBuffer{}
+	devOut := &testrun.Buffer{}
 	dev.Stdout, dev.Stderr = devOut, devOut
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)

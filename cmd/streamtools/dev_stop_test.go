@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/supervise"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
 
 // envChildHang names a part of dev that, in a child started with
@@ -62,7 +63,7 @@ func TestDevSecondInterrupt(t *testing.T) {
 		"--dashboard-listen", fmt.Sprintf("127.0.0.1:%d", ports["dashboard"])})
 	dev := exec.Command(os.Args[0], "-test.run=^$")
 	dev.Env = append(environWithoutPrefix("STREAMTOOLS_"), envChildArgs+"="+string(args), envChildHang+"=ingest")
-	out := &lockedBuffer{}
+	out := &testrun.Buffer{}
 	dev.Stdout, dev.Stderr = out, out
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)

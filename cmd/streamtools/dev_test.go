@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
 
 // The README's example postback, as a brand would send it.
@@ -66,26 +66,7 @@ func freePort(t *testing.T) int {
 type devProc struct {
 	cancel context.CancelFunc
 	done   chan error
-	out    *lockedBuffer // what dev prints besides its log: the banner
-}
-
-// lockedBuffer is a bytes.Buffer that dev's goroutine writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // guarded by mu
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out    *testrun.Buffer // what dev prints besides its log: the banner
 }
 
 func startDev(t *testing.T, dataDir string, ports map[string]int, extra ...string) *devProc {
@@ -99,7 +80,7 @@ func startDev(t *testing.T, dataDir string, ports map[string]int, extra ...strin
 		"--postgres-port", fmt.Sprint(ports["postgres"]),
 	}
 	args = append(args, extra...)
-	p := &devProc{cancel: cancel, done: make(chan error, 1), out: &lockedBuffer{}}
+	p := &devProc{cancel: cancel, done: make(chan error, 1), out: &testrun.Buffer{}}
 	app := newApp()
 	app.ErrWriter = p.out
 	go func() { p.done <- app.Run(ctx, args) }()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/streamtools/streamtools/internal/supervise"
+	"github.com/streamtools/streamtools/internal/testrun"
 )
 
 // recorder builds parts that record when they start and stop, and checks
@@ -234,24 +235,6 @@ func TestStopErrors(t *testing.T) {
 	r.check([]string{"process", "sink", "widgetd"}, []string{"widgetd", "sink", "process"})
 }
 
-// syncBuffer is a strings.Builder a logger writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder // guarded by mu
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestSlowStop: while a part is slow to stop, Stop logs a warning that
 // names it (with the hint), and OnStopping says which part Stop is waiting
 // for, then "" once every part returned.
@@ -268,7 +251,7 @@ func TestSlowStop(t *testing.T) {
 		}}),
 		r.part("widgetd", behaviour{}),
 	}
-	var logs syncBuffer
+	var logs testrun.Buffer
 	var mu sync.Mutex
 	var stopping []string // guarded by mu
 	current := func() []string {
