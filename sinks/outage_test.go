@@ -1,7 +1,6 @@
 package sinks_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,8 +8,6 @@ import (
 
 	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
-	"github.com/streamtools/streamtools/internal/kafkautil"
-	"github.com/streamtools/streamtools/internal/pgtest"
 	"github.com/streamtools/streamtools/internal/testrun"
 )
 
@@ -20,19 +17,7 @@ import (
 // events reach Postgres again.
 func TestSinkLogsBrokerOutage(t *testing.T) {
 	dir := t.TempDir()
-	b := kafkatest.Start(t, dir)
-	names := kafkatest.Names(t)
-	kafkatest.CreateCoreTopics(t, b.Addr(), names, 3)
-	cl := kafkatest.Client(t, b.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	compact := "compact"
-	if err := kafkautil.EnsureTopics(ctx, cl, []kafkautil.TopicSpec{{
-		Name: names.StatsTable(), Partitions: 3, Configs: map[string]*string{"cleanup.policy": &compact},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, addr: b.Addr(), names: names, url: pgtest.NewDatabase(t), cl: cl}
+	e, b := newEnvOn(t, "", dir)
 	var logs testrun.Buffer
 	cfg := e.config()
 	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))

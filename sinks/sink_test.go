@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/broker"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/kafkautil"
 	"github.com/streamtools/streamtools/internal/pgtest"
@@ -40,7 +41,15 @@ type env struct {
 
 func newEnv(t *testing.T, url string) *env {
 	t.Helper()
-	b := kafkatest.Start(t, "")
+	e, _ := newEnvOn(t, url, "")
+	return e
+}
+
+// newEnvOn is newEnv with the broker's data directory (for a test that
+// restarts it there), and the broker.
+func newEnvOn(t *testing.T, url, dataDir string) (*env, *broker.Broker) {
+	t.Helper()
+	b := kafkatest.Start(t, dataDir)
 	names := kafkatest.Names(t)
 	kafkatest.CreateCoreTopics(t, b.Addr(), names, 3)
 	cl := kafkatest.Client(t, b.Addr())
@@ -55,7 +64,7 @@ func newEnv(t *testing.T, url string) *env {
 	if url == "" {
 		url = pgtest.NewDatabase(t)
 	}
-	return &env{t: t, addr: b.Addr(), names: names, url: url, cl: cl}
+	return &env{t: t, addr: b.Addr(), names: names, url: url, cl: cl}, b
 }
 
 func (e *env) config() sinks.Config {
