@@ -1,7 +1,6 @@
 package widgetd
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	fws "github.com/fasthttp/websocket"
 
 	"github.com/streamtools/streamtools/internal/kafkatest"
+	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/schemas"
 )
 
@@ -696,37 +696,12 @@ func TestHead(t *testing.T) {
 		{"readyz", "/readyz", "", 200, "application/json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", srv.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			// A GET /healthz follows on the same connection: any byte of
-			// a body after the HEAD's headers would be read as the start
-			// of its answer.
-			if _, err := fmt.Fprintf(conn, "HEAD %s HTTP/1.1\r\nHost: x\r\n%s\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", tt.path, tt.headers); err != nil {
-				t.Fatal(err)
-			}
-			if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp, healthz := testrun.HeadThenHealthz(t, srv.Addr(), fmt.Sprintf("HEAD %s HTTP/1.1\r\nHost: x\r\n%s\r\n", tt.path, tt.headers))
 			if resp.StatusCode != tt.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), tt.ctype) {
 				t.Errorf("HEAD %s: %d %q; want %d %s", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), tt.status, tt.ctype)
 			}
-			next, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("reading the answer after the HEAD's (did the HEAD's answer carry a body?): %v", err)
-			}
-			b, _ := io.ReadAll(next.Body)
-			next.Body.Close()
-			if next.StatusCode != 200 || !strings.Contains(string(b), `"ok"`) {
-				t.Errorf("the GET /healthz after the HEAD answered %d %q: the HEAD's answer carried a body", next.StatusCode, b)
+			if !strings.Contains(healthz, `"ok"`) {
+				t.Errorf("the GET /healthz after the HEAD answered %q: the HEAD's answer carried a body", healthz)
 			}
 		})
 	}

@@ -1,5 +1,7 @@
-// Package testrun runs a component's Run(ctx) in the background of a test
-// and stops it, once, when the test ends or when the test asks.
+// Package testrun holds what tests of running components share: Start runs
+// a component's Run(ctx) in the background of a test and stops it, once,
+// when the test ends or when the test asks; Buffer collects its log;
+// HeadThenHealthz checks that a HEAD is answered without a body.
 package testrun
 
 import (
