@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/freeport"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/testrun"
 	"github.com/streamtools/streamtools/processors"
@@ -29,12 +30,11 @@ type brokerProcess struct {
 }
 
 func startBrokerProcess(t *testing.T) *brokerProcess {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	bp := &brokerProcess{t: t, addr: addr, dir: t.TempDir()}
 	bp.start()
 	t.Cleanup(func() { bp.kill() })

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/streamtools/streamtools/bench/load"
+	"github.com/streamtools/streamtools/internal/freeport"
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
@@ -66,7 +66,7 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 	}
 	ports := map[string]int{}
 	for _, name := range []string{"broker", "ingest", "widgetd", "dashboard", "postgres"} {
-		p, err := freeTCPPort()
+		p, err := freeport.Get()
 		if err != nil {
 			return err
 		}
@@ -193,15 +193,6 @@ func runBenchE2E(ctx context.Context, cmd *cli.Command) error {
 		fmt.Printf("machine: %d CPUs, load average (1 5 15 min) %s before, %s after\n", runtime.NumCPU(), loadBefore, loadAverage())
 	}
 	return nil
-}
-
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func waitHTTP(ctx context.Context, url string, done <-chan struct{}) error {

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamtools/streamtools/internal/freeport"
 	"github.com/streamtools/streamtools/internal/pgembed"
 )
 
@@ -113,7 +114,7 @@ func (c *component) exited() (bool, error) {
 
 func freePortT(t *testing.T) string {
 	t.Helper()
-	p, err := freeTCPPort()
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/streamtools/streamtools/internal/freeport"
 	"github.com/streamtools/streamtools/internal/kafkatest"
 	"github.com/streamtools/streamtools/internal/testrun"
 )
@@ -55,12 +56,11 @@ func devPorts(t *testing.T) map[string]int {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 type devProc struct {

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -32,6 +31,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/streamtools/streamtools/internal/freeport"
 )
 
 // ErrNoBinaries is returned when no PostgreSQL server binaries are installed.
@@ -288,7 +289,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		port := c.port
 		if c.cfg.Port == 0 && port == 0 {
-			p, err := freePort()
+			p, err := freeport.Get()
 			if err != nil {
 				return err
 			}
@@ -450,15 +451,6 @@ func (c *Cluster) CreateDatabase(ctx context.Context, db string) error {
 		return fmt.Errorf("pgembed: creating database %s: %w", db, err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgembed: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(path string) string {
